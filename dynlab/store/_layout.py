@@ -1,0 +1,57 @@
+"""Names, codecs and chunking of the store layout (DESIGN.md, "Store layout").
+
+Kept in one place so that the layout contract is readable at a glance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FORMAT = 1
+ROOT_KEY = "dynlab"          # root attrs: {"dynlab": {"format": 1}}
+RUNS = "runs"
+STEP = "step"                # int64 (T,) commit log
+PARAMS = "params"            # params/<tensor>: (T, *shape)
+METRICS = "metrics"          # metrics/<name>: float64 (T,)
+HASHES = "hashes"            # uint64 (T, K): xxh3-64 of each tensor's stored bytes, source order
+INTERNAL = "dynlab"          # run attrs key holding dynlab's own bookkeeping (user attrs sit beside it)
+
+#: fill value of ``step``: a resized-but-unwritten commit slot reads as this and is not committed.
+STEP_SENTINEL = np.iinfo(np.int64).min
+
+#: Target size of one chunk; a tensor larger than this is split along its leading axis, so a
+#: slice of one tensor across all steps reads only the chunks it needs.
+CHUNK_BYTES = 4 * 2**20
+
+#: Rows are reserved in blocks: rows beyond len(step) are never read, so over-allocation is free
+#: and saves a metadata rewrite per tensor per checkpoint.
+MIN_GROWTH = 16
+
+
+def grown_capacity(current: int, needed: int) -> int:
+    """New leading-axis capacity of a per-step array that must hold ``needed`` rows."""
+    if needed <= current:
+        return current
+    return max(needed, current + max(MIN_GROWTH, current // 2))
+
+
+def row_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Chunk shape of a ``(T, *shape)`` array: one step per chunk, large tensors split on axis 0."""
+    if not shape:
+        return (1,)
+    row_bytes = itemsize * math.prod(shape[1:])
+    rows = max(1, min(shape[0], CHUNK_BYTES // max(row_bytes, 1)))
+    return (1, rows, *shape[1:])
+
+
+def compressors():
+    """Blosc/LZ4 with byte shuffle: fast enough that ingest is bound by I/O, not compression."""
+    from zarr.codecs import BloscCodec
+
+    return (BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),)
+
+
+#: dtypes numpy cannot hold are stored widened; the original dtype stays in the run's attrs.
+WIDENED = {"bfloat16": "float32"}

@@ -1,0 +1,422 @@
+"""One training run in the store: committed checkpoints, read access, and the append protocol.
+
+Commit protocol (DESIGN.md): every per-step array is written at row ``T`` first (params, metrics,
+hashes), then ``step`` is resized to ``T + 1`` and ``step[T]`` written. Zarr writes each object
+atomically (write to a temporary file, then rename), so a reader always sees either the old or the
+new ``step``. A crash between the resize and the value leaves ``step[T]`` at its fill value,
+:data:`STEP_SENTINEL`, which readers do not count. Rows at or beyond the committed length are
+leftovers of an interrupted write: never read, and overwritten by the next append.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dynlab.errors import CheckpointError, DuplicateContentWarning, NonFiniteWarning, StoreError
+from dynlab.store import _layout as L
+from dynlab.store._hash import tensor_hash
+from dynlab.store._lock import RunLock
+
+if TYPE_CHECKING:
+    import zarr
+
+    from dynlab.store._store import Store
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor of a run: its name, per-checkpoint shape, stored dtype and the source's dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    source_dtype: str
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                "source_dtype": self.source_dtype}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TensorInfo:
+        return cls(d["name"], tuple(d["shape"]), d["dtype"], d["source_dtype"])
+
+
+#: What ``Run.append`` accepts for tensors: a mapping name → array, or an iterable of
+#: ``(name, array)`` or ``(name, array, source_dtype)`` (readers stream the latter).
+Tensors = Mapping[str, Any] | Iterable[tuple]
+
+
+class Run:
+    """A run of the store: a snapshot of its committed checkpoints, taken at open or ``refresh()``.
+
+    Reading never blocks and never sees uncommitted rows. Writing (``append``, ``replace``,
+    ``update_attrs``) takes the run's writer lock for the duration of the call, or for the
+    duration of a ``with run.writing():`` block.
+    """
+
+    def __init__(self, store: Store, name: str, group: zarr.Group):
+        self._store = store
+        self.name = name
+        self._group = group
+        local = store.local_path
+        self._lock = RunLock(local / L.RUNS / name if local else None, name, str(store))
+        self._arrays: dict[str, zarr.Array] = {}
+        self.refresh()
+
+    # ------------------------------------------------------------------ reading
+
+    def refresh(self) -> None:
+        """Re-read the run's committed state (new checkpoints appended by other writers)."""
+        import zarr
+
+        self._group = zarr.open_group(self._group.store, path=self._group.path,
+                                      mode="r" if self._store.read_only else "r+")
+        self._arrays.clear()
+        attrs = dict(self._group.attrs)
+        self._internal: dict[str, Any] = dict(attrs.pop(L.INTERNAL, {}))
+        self._user_attrs = attrs
+        self._tensors = [TensorInfo.from_json(t) for t in self._internal.get("tensors", [])]
+        self._steps = self._committed_steps()
+
+    def _committed_steps(self) -> np.ndarray:
+        if L.STEP not in self._group:
+            return np.zeros(0, dtype=np.int64)
+        values = np.asarray(self._array(L.STEP)[:], dtype=np.int64)
+        if len(values) and values[-1] == L.STEP_SENTINEL:
+            values = values[:-1]
+        return values
+
+    def __repr__(self) -> str:
+        return f"<dynlab.Run {self.name!r}: {len(self._steps)} checkpoints, {len(self._tensors)} tensors>"
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Committed steps, increasing (int64, shape (T,))."""
+        return self._steps.copy()
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    @property
+    def tensors(self) -> list[TensorInfo]:
+        """The run's tensors in source order."""
+        return list(self._tensors)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """User metadata of the run (width, lr, seed, group, …)."""
+        return dict(self._user_attrs)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """dynlab's bookkeeping: source, framework, tensors, non-finite reports, sources per step."""
+        return dict(self._internal)
+
+    @property
+    def n_params(self) -> int:
+        return sum(t.size for t in self._tensors)
+
+    def tensor(self, name: str) -> TensorInfo:
+        for t in self._tensors:
+            if t.name == name:
+                return t
+        raise StoreError(f"run '{self.name}' has no tensor '{name}'"
+                         + _did_you_mean(name, [t.name for t in self._tensors]))
+
+    def rows(self, steps: Iterable[int] | None) -> np.ndarray | slice:
+        """Row indices of ``steps`` (all committed rows if None)."""
+        if steps is None:
+            return slice(0, len(self._steps))
+        if isinstance(steps, (int, np.integer, np.ndarray)):
+            wanted = np.atleast_1d(np.asarray(steps, dtype=np.int64))
+        else:
+            wanted = np.asarray(list(steps), dtype=np.int64)
+        idx = np.searchsorted(self._steps, wanted)
+        found = idx < len(self._steps)
+        found[found] = self._steps[idx[found]] == wanted[found]
+        if not found.all():
+            raise StoreError(f"run '{self.name}' has no checkpoint at step {int(wanted[~found][0])}")
+        if len(idx) and np.all(np.diff(idx) == 1):
+            return slice(int(idx[0]), int(idx[-1]) + 1)
+        return idx
+
+    def read(self, tensor: str, steps: Iterable[int] | None = None) -> np.ndarray:
+        """Values of one tensor at ``steps`` (default: all), shape ``(len(steps), *shape)``.
+
+        Only the chunks of that tensor at those steps are read.
+        """
+        self.tensor(tensor)  # validates the name
+        rows = self.rows(steps)
+        arr = self._array(f"{L.PARAMS}/{tensor}")
+        if isinstance(rows, slice):
+            return arr[rows]
+        return arr.get_orthogonal_selection((rows,))
+
+    def checkpoint(self, step: int) -> dict[str, np.ndarray]:
+        """All tensors of the checkpoint at ``step``, by name in source order."""
+        (row,) = np.atleast_1d(np.arange(len(self._steps))[self.rows([step])])
+        return {t.name: self._array(f"{L.PARAMS}/{t.name}")[int(row)] for t in self._tensors}
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """Per-step metrics, float64 (T,), NaN where a step has no value."""
+        if L.METRICS not in self._group:
+            return {}
+        group = self._group[L.METRICS]
+        n = len(self._steps)
+        return {name: np.asarray(group[name][:n], dtype=np.float64)
+                for name in sorted(group.array_keys())}
+
+    @property
+    def hashes(self) -> np.ndarray:
+        """Content hash of every tensor at every step, uint64 (T, K), K in source order."""
+        if L.HASHES not in self._group:
+            return np.zeros((0, len(self._tensors)), dtype=np.uint64)
+        return self._array(L.HASHES)[: len(self._steps)]
+
+    def _array(self, key: str) -> zarr.Array:
+        arr = self._arrays.get(key)
+        if arr is None:
+            arr = self._arrays[key] = self._group[key]
+        return arr
+
+    # ------------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Run]:
+        """Hold the run's writer lock for a block of writes (one writer per run)."""
+        self._store._require_writable()
+        if self._lock.held:
+            yield self
+            return
+        self._lock.acquire()
+        try:
+            self._store._cleanup_partial(self.name)
+            self.refresh()
+            yield self
+        finally:
+            self._lock.release()
+
+    def update_attrs(self, **attrs: Any) -> None:
+        """Set user metadata (JSON-serialisable values)."""
+        if L.INTERNAL in attrs:
+            raise StoreError(f"'{L.INTERNAL}' is a reserved run attribute")
+        with self.writing():
+            self._group.attrs.update(attrs)
+            self._user_attrs.update(attrs)
+
+    def update_info(self, **info: Any) -> None:
+        """Set dynlab's own bookkeeping entries (source, framework, …); not for user metadata."""
+        with self.writing():
+            self._internal.update(info)
+            self._group.attrs[L.INTERNAL] = self._internal
+
+    def append(self, step: int, tensors: Tensors, metrics: Mapping[str, float] | None = None,
+               *, source: Mapping[str, Any] | None = None) -> None:
+        """Write one checkpoint and commit it by appending ``step``.
+
+        ``tensors`` is streamed: each array is written as it arrives, so memory stays near the
+        largest tensor. The first checkpoint fixes the run's tensor names, shapes and dtypes; later
+        ones must match. On any error nothing is committed.
+        """
+        step = int(step)
+        with self.writing():
+            n = len(self._steps)
+            if n and step <= self._steps[-1]:
+                if step in self._steps:
+                    raise CheckpointError(f"run '{self.name}' already has step {step}")
+                raise CheckpointError(
+                    f"step {step} is earlier than the last step {int(self._steps[-1])} of run "
+                    f"'{self.name}'; a run's checkpoints are appended in step order")
+            hashes, nonfinite = self._write_tensors(n, tensors, first=(n == 0))
+            self._write_row_extras(n, hashes, metrics)
+            self._record(step, nonfinite, source)
+            self._commit(n, step)
+            self._warn_duplicates(n, hashes)
+
+    def replace(self, step: int, tensors: Tensors, metrics: Mapping[str, float] | None = None,
+                *, source: Mapping[str, Any] | None = None) -> None:
+        """Overwrite the checkpoint at an existing ``step`` in place.
+
+        Not atomic: an interrupted replace can leave that one step with mixed content (its stored
+        hashes then disagree with its data). Other steps are never touched.
+        """
+        with self.writing():
+            (row,) = np.atleast_1d(np.arange(len(self._steps))[self.rows([step])])
+            hashes, nonfinite = self._write_tensors(int(row), tensors, first=False)
+            self._write_row_extras(int(row), hashes, metrics)
+            self._record(int(step), nonfinite, source)
+
+    def same_content(self, step: int, tensors: Tensors) -> bool:
+        """Whether ``tensors`` equal the stored checkpoint at ``step``, compared by content hash.
+
+        Streams like ``append``: one tensor in memory at a time.
+        """
+        (row,) = np.atleast_1d(np.arange(len(self._steps))[self.rows([step])])
+        stored = self.hashes[int(row)]
+        index = {t.name: i for i, t in enumerate(self._tensors)}
+        seen = set()
+        items: Iterable[tuple] = tensors.items() if isinstance(tensors, Mapping) else tensors
+        for item in items:
+            i = index.get(str(item[0]))
+            array = np.asarray(item[1])
+            if i is None or tuple(array.shape) != self._tensors[i].shape:
+                return False
+            if tensor_hash(array.astype(self._tensors[i].dtype, copy=False)) != stored[i]:
+                return False
+            seen.add(i)
+        return len(seen) == len(index)
+
+    def _warn_duplicates(self, row: int, hashes: np.ndarray) -> None:
+        if row == 0:
+            return
+        earlier = self._array(L.HASHES)[:row]
+        same = np.flatnonzero(np.all(earlier == hashes, axis=1))
+        if len(same):
+            steps = ", ".join(str(int(s)) for s in self._steps[same][:5])
+            warnings.warn(
+                f"run '{self.name}': step {int(self._steps[row])} holds the same weights as step "
+                f"{steps} (a mislabelled duplicate checkpoint?)", DuplicateContentWarning,
+                stacklevel=4)
+
+    def _write_tensors(self, row: int, tensors: Tensors, *, first: bool
+                       ) -> tuple[np.ndarray, dict[str, str]]:
+        items: Iterable[tuple] = tensors.items() if isinstance(tensors, Mapping) else tensors
+        schema = {} if first else {t.name: t for t in self._tensors}
+        seen: dict[str, TensorInfo] = {}
+        digests: dict[str, int] = {}
+        nonfinite: dict[str, str] = {}
+        for item in items:
+            name, value = str(item[0]), item[1]
+            array = np.asarray(value)
+            source_dtype = str(item[2]) if len(item) > 2 else array.dtype.name
+            if name in seen:
+                raise CheckpointError(f"tensor '{name}' appears twice in one checkpoint")
+            info = self._check_tensor(name, array, source_dtype, schema, first)
+            array = array.astype(info.dtype, copy=False)
+            self._write_row(f"{L.PARAMS}/{name}", row, array, create=first)
+            seen[name] = info
+            digests[name] = tensor_hash(array)
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                nonfinite[name] = _nonfinite_summary(array)
+        if not seen:
+            raise CheckpointError("the checkpoint holds no tensors")
+        if not first:
+            missing = [n for n in schema if n not in seen]
+            if missing:
+                raise CheckpointError(
+                    f"tensors missing relative to run '{self.name}': {_names(missing)}")
+        else:
+            self._tensors = list(seen.values())
+            self._internal["tensors"] = [t.to_json() for t in self._tensors]
+        order = [t.name for t in self._tensors]
+        return np.array([digests[n] for n in order], dtype=np.uint64), nonfinite
+
+    def _check_tensor(self, name: str, array: np.ndarray, source_dtype: str,
+                      schema: Mapping[str, TensorInfo], first: bool) -> TensorInfo:
+        if array.dtype == object or array.dtype.kind not in "biufc":
+            raise CheckpointError(f"tensor '{name}' has unsupported dtype {array.dtype}")
+        if first:
+            return TensorInfo(name, tuple(int(s) for s in array.shape), array.dtype.name,
+                              source_dtype)
+        info = schema.get(name)
+        if info is None:
+            raise CheckpointError(
+                f"tensor '{name}' is not in run '{self.name}' (added relative to its earlier "
+                "checkpoints)")
+        if tuple(array.shape) != info.shape:
+            raise CheckpointError(
+                f"tensor '{name}' has shape {tuple(array.shape)}, but run '{self.name}' stores "
+                f"{info.shape}")
+        if not np.can_cast(array.dtype, info.dtype, casting="same_kind") or (
+                array.dtype.kind != np.dtype(info.dtype).kind):
+            raise CheckpointError(
+                f"tensor '{name}' has dtype {array.dtype}, but run '{self.name}' stores {info.dtype}")
+        return info
+
+    def _write_row(self, key: str, row: int, value: np.ndarray, *, create: bool,
+                   fill_value: Any = 0) -> None:
+        arr = None if create else self._arrays.get(key)
+        if arr is None and not create and key in self._group:
+            arr = self._arrays[key] = self._group[key]
+        if arr is None:
+            capacity = L.grown_capacity(0, row + 1)
+            arr = self._group.create_array(
+                key, shape=(capacity, *value.shape), dtype=value.dtype,
+                chunks=L.row_chunks(value.shape, value.dtype.itemsize),
+                compressors=L.compressors(), fill_value=fill_value, overwrite=True)
+            self._arrays[key] = arr
+        elif arr.shape[0] <= row:
+            arr.resize((L.grown_capacity(arr.shape[0], row + 1), *arr.shape[1:]))
+        arr[row] = value
+
+    def _write_row_extras(self, row: int, hashes: np.ndarray,
+                          metrics: Mapping[str, float] | None) -> None:
+        self._write_row(L.HASHES, row, hashes, create=(row == 0 and len(self._steps) == 0))
+        metrics = {k: float(v) for k, v in (metrics or {}).items() if v is not None}
+        existing = list(self._group[L.METRICS].array_keys()) if L.METRICS in self._group else []
+        for name in sorted(set(existing) | set(metrics)):
+            _check_metric_name(name)
+            self._write_row(f"{L.METRICS}/{name}", row,
+                            np.asarray(metrics.get(name, np.nan), dtype=np.float64),
+                            create=name not in existing, fill_value=np.nan)
+
+    def _record(self, step: int, nonfinite: Mapping[str, str],
+                source: Mapping[str, Any] | None) -> None:
+        internal = self._internal
+        bad = {k: v for k, v in internal.get("nonfinite", {}).items() if int(k) != step}
+        if nonfinite:
+            bad[str(step)] = dict(nonfinite)
+            warnings.warn(
+                f"run '{self.name}' step {step}: non-finite values in "
+                + ", ".join(f"{k} ({v})" for k, v in nonfinite.items()),
+                NonFiniteWarning, stacklevel=4)
+        internal["nonfinite"] = bad
+        if source is not None:
+            internal.setdefault("sources", {})[str(step)] = dict(source)
+        self._group.attrs[L.INTERNAL] = internal
+
+    def _commit(self, row: int, step: int) -> None:
+        if L.STEP not in self._group or row == 0:
+            arr = self._group.create_array(L.STEP, shape=(0,), dtype="int64", chunks=(4096,),
+                                           fill_value=L.STEP_SENTINEL, overwrite=True)
+            self._arrays[L.STEP] = arr
+        arr = self._array(L.STEP)
+        arr.resize((row + 1,))
+        arr[row] = step
+        self._steps = np.append(self._steps[:row], np.int64(step))
+
+
+def _nonfinite_summary(array: np.ndarray) -> str:
+    nan = int(np.isnan(array).sum())
+    inf = int(np.isinf(array).sum())
+    return ", ".join(p for p in (f"{nan} NaN" if nan else "", f"{inf} Inf" if inf else "") if p)
+
+
+def _check_metric_name(name: str) -> None:
+    if not name or "/" in name or name.startswith("."):
+        raise CheckpointError(f"invalid metric name {name!r}")
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _did_you_mean(name: str, options: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
