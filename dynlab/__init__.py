@@ -19,7 +19,7 @@ _LAZY = {
     "DynlabError": "dynlab.errors",
 }
 
-__all__ = ["Recorder", "Run", "Store", "__version__", "ingest", "open_store"]
+__all__ = ["DynlabError", "Recorder", "Run", "Store", "__version__", "ingest", "open_store"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from dynlab.api import Recorder, ingest, open_store

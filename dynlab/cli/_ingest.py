@@ -15,14 +15,20 @@ class _RichProgress:
     """Files done and MB/s, drawn with rich on a terminal (silent elsewhere)."""
 
     def __init__(self, console):
-        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
-                                   TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("files"), DownloadColumn(), TransferSpeedColumn(),
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                             TextColumn("{task.fields[done]}/{task.fields[units]} files"),
+                             DownloadColumn(), TransferSpeedColumn(),
                              TimeRemainingColumn(), console=console, transient=True)
-        self._files = None
-        self._bytes = None
+        self._task = None
 
     def __enter__(self):
         self._bar.__enter__()
@@ -32,12 +38,11 @@ class _RichProgress:
         self._bar.__exit__(*exc)
 
     def start_run(self, run: str, units: int, nbytes: int) -> None:
-        self._task = self._bar.add_task(f"ingest {run}", total=nbytes)
-        self._bar.update(self._task, total=nbytes)
-        self._count = (0, units)
+        self._task = self._bar.add_task(f"ingest {run}", total=nbytes, done=0, units=units)
 
     def advance(self, path: Path, nbytes: int, status: str) -> None:
-        self._bar.advance(self._task, nbytes)
+        task = self._bar.tasks[-1]
+        self._bar.update(self._task, advance=nbytes, done=task.fields["done"] + 1)
 
 
 @click.command("ingest")

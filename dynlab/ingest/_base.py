@@ -43,7 +43,7 @@ class Checkpoint:
         except CheckpointError:
             raise
         except (OSError, ValueError, KeyError, EOFError, RuntimeError) as exc:
-            raise CheckpointError(f"{self.path}: cannot read tensors ({_one_line(exc)})") from None
+            raise CheckpointError(f"{self.path}: cannot read tensors ({one_line(exc)})") from None
 
 
 def bfloat16_to_float32(raw: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def bfloat16_to_float32(raw: np.ndarray) -> np.ndarray:
 
 
 def scalar_metrics(mapping: object, prefix: str = "") -> dict[str, float]:
-    """Numeric scalars of a checkpoint dict (``loss``, ``val_acc``, …); nested dicts flattened."""
+    """Numeric scalars of a checkpoint dict (``loss``, ``val_acc``, …), as floats."""
     out: dict[str, float] = {}
     if not isinstance(mapping, dict):
         return out
@@ -62,16 +62,13 @@ def scalar_metrics(mapping: object, prefix: str = "") -> dict[str, float]:
         name = f"{prefix}{key}"
         if isinstance(value, bool):
             continue
-        if isinstance(value, (int, float, np.integer, np.floating)):
-            out[name] = float(value)
-        elif isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        scalar_array = isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"
+        if isinstance(value, (int, float, np.integer, np.floating)) or scalar_array:
             out[name] = float(value)
     return out
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can span many lines)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-one_line = _one_line

@@ -8,7 +8,6 @@ run code (the same idea as torch's ``weights_only``).
 
 from __future__ import annotations
 
-import io
 import pickle
 import zipfile
 from collections.abc import Iterator
@@ -47,11 +46,18 @@ def open_numpy(path: Path) -> Checkpoint:
 
 
 def _open_npz(path: Path) -> Checkpoint:
+    handle = open(path, "rb")  # opened here so that it is closed on every path
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(handle, allow_pickle=False)
         names = list(archive.files)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        handle.close()
         raise CheckpointError(f"{path}: not a readable .npz archive ({one_line(exc)})") from None
+
+    def close() -> None:
+        archive.close()
+        handle.close()
+
     # only the step keys are looked at up front: every other member is read once, when streamed
     scalars = {k: archive[k] for k in _STEP_KEYS if k in names}
     scalars = {k: v for k, v in scalars.items() if v.ndim == 0}
@@ -64,7 +70,7 @@ def _open_npz(path: Path) -> Checkpoint:
             yield name, array, array.dtype.name
 
     return Checkpoint(path, "numpy", tensors, step=_step_of(scalars),
-                      nbytes=path.stat().st_size, close=archive.close)
+                      nbytes=path.stat().st_size, close=close)
 
 
 def _open_npy(path: Path) -> Checkpoint:
@@ -74,10 +80,7 @@ def _open_npy(path: Path) -> Checkpoint:
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
             _, _, dtype = read_header(f)
-            if dtype.hasobject:
-                content = _SafeUnpickler(io.BufferedReader(f)).load()
-            else:
-                content = None
+            content = _SafeUnpickler(f).load() if dtype.hasobject else None
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except (OSError, ValueError, EOFError) as exc:

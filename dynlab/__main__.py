@@ -1,0 +1,3 @@
+from dynlab.cli import main
+
+main()
