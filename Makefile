@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py --out demo-output
+	$(BIN)/dynlab demo --out demo-output
 
 lint: $(STAMP)
 	$(BIN)/ruff check dynlab tests examples benchmarks

@@ -14,15 +14,18 @@ _LAZY = {
     "open_store": "dynlab.api",
     "ingest": "dynlab.api",
     "Recorder": "dynlab.api",
+    "run": "dynlab.api",
+    "results": "dynlab.api",
     "Store": "dynlab.store",
     "Run": "dynlab.store",
     "DynlabError": "dynlab.errors",
 }
 
-__all__ = ["DynlabError", "Recorder", "Run", "Store", "__version__", "ingest", "open_store"]
+__all__ = ["DynlabError", "Recorder", "Run", "Store", "__version__", "ingest", "open_store",
+           "results", "run"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dynlab.api import Recorder, ingest, open_store
+    from dynlab.api import Recorder, ingest, open_store, results, run
     from dynlab.errors import DynlabError
     from dynlab.store import Run, Store
 

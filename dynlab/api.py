@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dynlab.ingest import IngestReport, ingest
-from dynlab.ingest._recorder import Recorder
+from dynlab.ingestion import IngestReport, ingest
+from dynlab.ingestion._recorder import Recorder
 from dynlab.store import Run, Store, open_store
 
-__all__ = ["IngestReport", "Recorder", "Run", "Store", "ingest", "open_store", "run_info",
-           "runs_table"]
+__all__ = ["IngestReport", "Recorder", "Run", "Store", "analyzers_table", "ingest", "open_store",
+           "results", "run", "run_info", "runs_table"]
 
 
 def runs_table(store: str | os.PathLike[str] | Store = "dynlab.zarr") -> list[dict[str, Any]]:
@@ -57,3 +57,39 @@ def _isnan(values):
     import numpy as np
 
     return np.isnan(values)
+
+
+def run(store: str | os.PathLike[str] | Store, analyzers, **kwargs: Any):
+    """Run analyzers over the store's runs (see :func:`dynlab.engine.run`)."""
+    from dynlab import engine
+
+    return engine.run(store, analyzers, **kwargs)
+
+
+def results(store: str | os.PathLike[str] | Store, analyzer: str, run: str | None = None):
+    """A stored result: of one run/group, or (``run=None``) of every target, concatenated along
+    a ``run`` dim when there are several."""
+    import xarray as xr
+
+    st = store if isinstance(store, Store) else open_store(store)
+    targets = st.results.get(analyzer, [])
+    if run is not None:
+        return st.result(analyzer, run)
+    if not targets:
+        return st.result(analyzer, "")  # raises the "no result, run it" error
+    if len(targets) == 1:
+        return st.result(analyzer, targets[0])
+    datasets = [st.result(analyzer, t) for t in targets]
+    return xr.concat(datasets, dim=xr.Variable("run", targets), join="outer",
+                     combine_attrs="drop_conflicts")
+
+
+def analyzers_table() -> list[dict[str, Any]]:
+    """Every loadable analyzer: name, version, scope, description, inputs, parameters."""
+    from dynlab.analyzers import registry
+
+    return [{"name": name, "version": cls.version, "scope": cls.scope,
+             "description": cls.description, "inputs": list(cls.inputs),
+             "requires": list(cls.requires), "backends": list(cls.backends),
+             "parameters": [vars(p) for p in cls.parameters()]}
+            for name, cls in registry.available().items()]

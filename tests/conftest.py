@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ def rng():
 def mlp_state(rng: np.random.Generator, widths=(8, 16, 4), dtype=np.float32) -> dict[str, np.ndarray]:
     """A small MLP state dict in torch's (out, in) convention, source order."""
     state = {}
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
         state[f"layers.{i}.weight"] = rng.standard_normal((n_out, n_in)).astype(dtype)
         state[f"layers.{i}.bias"] = rng.standard_normal(n_out).astype(dtype)
     return state

@@ -9,9 +9,8 @@ import pytest
 from conftest import mlp_state
 
 import dynlab
-from dynlab import api
 from dynlab.errors import CheckpointError, StoreError
-from dynlab.ingest._discover import step_from_name
+from dynlab.ingestion._discover import step_from_name
 
 
 def _npz_run(directory, rng, steps=(0, 100, 200), **extra):
@@ -39,7 +38,7 @@ def test_run_directory_with_sidecar(tmp_path, store_path, rng):
     (tmp_path / "run-a" / "metrics.csv").write_text(
         "step,train_loss,val_loss,note\n0,2.0,2.1,x\n100,1.0,,y\n200,0.5,1.5,z\n300,0.1,0.1,w\n")
     (tmp_path / "run-a" / "README.txt").write_text("not a checkpoint")
-    report = api.ingest(tmp_path / "run-a", store_path, attrs={"width": 16})
+    report = dynlab.ingest(tmp_path / "run-a", store_path, attrs={"width": 16})
     (r,) = report.runs
     assert (r.name, r.added, r.unchanged) == ("run-a", [0, 100, 200], [])
     assert [p.name for p in r.skipped] == ["README.txt"]
@@ -54,26 +53,26 @@ def test_run_directory_with_sidecar(tmp_path, store_path, rng):
 
 def test_reingest_is_a_noop_and_new_steps_append(tmp_path, store_path, rng):
     states = _npz_run(tmp_path / "r", rng, steps=(0, 1))
-    api.ingest(tmp_path / "r", store_path)
-    again = api.ingest(tmp_path / "r", store_path).runs[0]
+    dynlab.ingest(tmp_path / "r", store_path)
+    again = dynlab.ingest(tmp_path / "r", store_path).runs[0]
     assert (again.added, again.unchanged) == ([], [0, 1])
     # touched but identical content: still a no-op (content hash)
     (tmp_path / "r" / "ckpt_1.npz").touch()
     np.savez(tmp_path / "r" / "ckpt_1.npz", **states[1])
-    assert api.ingest(tmp_path / "r", store_path).runs[0].unchanged == [0, 1]
+    assert dynlab.ingest(tmp_path / "r", store_path).runs[0].unchanged == [0, 1]
     states.update(_npz_run(tmp_path / "r", rng, steps=(2,)))
-    assert api.ingest(tmp_path / "r", store_path).runs[0].added == [2]
+    assert dynlab.ingest(tmp_path / "r", store_path).runs[0].added == [2]
     _assert_run_equals(store_path, "r", states)
 
 
 def test_changed_step_needs_replace(tmp_path, store_path, rng):
     _npz_run(tmp_path / "r", rng, steps=(0, 1))
-    api.ingest(tmp_path / "r", store_path)
+    dynlab.ingest(tmp_path / "r", store_path)
     new = _npz_run(tmp_path / "r", rng, steps=(1,))
     with pytest.raises(CheckpointError, match=r"ckpt_1.npz: step 1 is already in run 'r' with "
                                               r"different content \(use --replace"):
-        api.ingest(tmp_path / "r", store_path)
-    report = api.ingest(tmp_path / "r", store_path, replace=True).runs[0]
+        dynlab.ingest(tmp_path / "r", store_path)
+    report = dynlab.ingest(tmp_path / "r", store_path, replace=True).runs[0]
     assert report.replaced == [1]
     got = dynlab.open_store(store_path).run("r").checkpoint(1)
     np.testing.assert_array_equal(got["layers.0.weight"], new[1]["layers.0.weight"])
@@ -82,12 +81,12 @@ def test_changed_step_needs_replace(tmp_path, store_path, rng):
 def test_directory_of_runs_and_explicit_files(tmp_path, store_path, rng):
     a = _npz_run(tmp_path / "sweep" / "w8", rng, steps=(0, 5))
     b = _npz_run(tmp_path / "sweep" / "w16", rng, steps=(0, 7))
-    report = api.ingest(tmp_path / "sweep", store_path)
+    report = dynlab.ingest(tmp_path / "sweep", store_path)
     assert sorted(r.name for r in report.runs) == ["w16", "w8"]
     _assert_run_equals(store_path, "w8", a)
     _assert_run_equals(store_path, "w16", b)
     files = [tmp_path / "sweep" / "w8" / "ckpt_0.npz", tmp_path / "sweep" / "w8" / "ckpt_5.npz"]
-    api.ingest(files, store_path, run="picked")
+    dynlab.ingest(files, store_path, run="picked")
     _assert_run_equals(store_path, "picked", a)
 
 
@@ -96,7 +95,7 @@ def test_step_from_metadata_beats_the_name(tmp_path, store_path, rng):
     d.mkdir()
     state = mlp_state(rng)
     np.savez(d / "final_99.npz", **state, global_step=np.int64(1234))
-    api.ingest(d, store_path)
+    dynlab.ingest(d, store_path)
     assert dynlab.open_store(store_path).run("r").steps.tolist() == [1234]
 
 
@@ -111,12 +110,12 @@ def test_npy_dict_and_single_array(tmp_path, store_path, rng):
     d.mkdir()
     state = mlp_state(rng)
     np.save(d / "step_3.npy", {**state, "epoch": 3, "loss": 0.25}, allow_pickle=True)
-    api.ingest(d, store_path)
+    dynlab.ingest(d, store_path)
     run = dynlab.open_store(store_path).run("r")
     assert run.steps.tolist() == [3] and run.metrics["loss"].tolist() == [0.25]
     _assert_run_equals(store_path, "r", {3: state})
     np.save(tmp_path / "w_5.npy", state["layers.0.weight"])
-    api.ingest(tmp_path / "w_5.npy", store_path, run="single")
+    dynlab.ingest(tmp_path / "w_5.npy", store_path, run="single")
     np.testing.assert_array_equal(dynlab.open_store(store_path).run("single").read("w_5")[0],
                                   state["layers.0.weight"])
 
@@ -133,7 +132,7 @@ class _Evil:
 
 def _expect(error, match, *args, **kwargs):
     with pytest.raises(error, match=match) as info:
-        api.ingest(*args, **kwargs)
+        dynlab.ingest(*args, **kwargs)
     assert "\n" not in str(info.value)
     return info.value
 
@@ -164,7 +163,7 @@ def test_bad_inputs_leave_no_trace(tmp_path, store_path, rng, monkeypatch):
 
 def test_conflicts_with_the_run_keep_earlier_checkpoints(tmp_path, store_path, rng):
     states = _npz_run(tmp_path / "r", rng, steps=(0, 1))
-    api.ingest(tmp_path / "r", store_path)
+    dynlab.ingest(tmp_path / "r", store_path)
     wrong = mlp_state(rng, widths=(8, 17, 4))
     np.savez(tmp_path / "r" / "ckpt_2.npz", **wrong)
     _expect(CheckpointError, r"ckpt_2.npz: tensor 'layers.0.weight' has shape \(17, 8\), but run "

@@ -10,8 +10,13 @@ import zarr
 from conftest import mlp_state
 
 import dynlab
-from dynlab.errors import (CheckpointError, DuplicateContentWarning, NonFiniteWarning,
-                           RunLockedError, StoreError)
+from dynlab.errors import (
+    CheckpointError,
+    DuplicateContentWarning,
+    NonFiniteWarning,
+    RunLockedError,
+    StoreError,
+)
 from dynlab.store import _layout as L
 
 
@@ -63,7 +68,7 @@ def test_metrics_appear_later_are_nan_before(store_path, rng):
 
 def test_uncommitted_rows_are_invisible(store_path, rng):
     """A crash after the rows and the ``step`` resize, before the value: the sentinel is not read."""
-    store, run, _ = _filled(store_path, rng, steps=(0, 1))
+    _store, run, _ = _filled(store_path, rng, steps=(0, 1))
     run._write_tensors(2, mlp_state(rng), first=False)
     step = zarr.open_array(str(store_path / "runs/mlp/step"), mode="r+")
     step.resize((3,))  # resized, value never written
@@ -80,7 +85,7 @@ def test_uncommitted_rows_are_invisible(store_path, rng):
 
 
 def test_capacity_grows_in_blocks(store_path, rng):
-    store, run, _ = _filled(store_path, rng, steps=range(20))
+    _store, _run, _ = _filled(store_path, rng, steps=range(20))
     arr = zarr.open_array(str(store_path / "runs/mlp/params/layers.0.weight"), mode="r")
     assert arr.shape[0] >= 20
     assert L.grown_capacity(16, 17) == 32 and L.grown_capacity(100, 101) == 150
@@ -100,7 +105,7 @@ def test_large_tensors_are_chunked_along_rows():
     (lambda s: {**s, "layers.0.bias": s["layers.0.bias"].astype(np.int32)}, "dtype"),
 ])
 def test_mismatched_checkpoints_are_refused(store_path, rng, change, message):
-    _, run, states = _filled(store_path, rng, steps=(0,))
+    _, run, _states = _filled(store_path, rng, steps=(0,))
     with pytest.raises(CheckpointError, match=message):
         run.append(1, change(mlp_state(rng)))
     assert dynlab.open_store(store_path).run("mlp").steps.tolist() == [0]
@@ -178,7 +183,7 @@ def test_store_errors(tmp_path, store_path, rng):
         ro.run("mlp").append(1, mlp_state(rng))
     with pytest.raises(StoreError, match="no run named 'nope'; runs: mlp"):
         ro.run("nope")
-    with pytest.raises(StoreError, match="no tensor 'layers.0.weigth'.*did you mean"):
+    with pytest.raises(StoreError, match=r"no tensor 'layers.0.weigth'.*did you mean"):
         ro.run("mlp").read("layers.0.weigth")
     with pytest.raises(StoreError, match="no checkpoint at step 7"):
         ro.run("mlp").read("layers.0.weight", steps=[0, 7])

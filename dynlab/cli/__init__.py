@@ -14,6 +14,8 @@ import warnings
 import click
 
 from dynlab._version import __version__
+from dynlab.cli._analyze import analyzers_command, results_command, run_command
+from dynlab.cli._demo import demo_command
 from dynlab.cli._ingest import ingest_command
 from dynlab.cli._runs import info_command, runs_command
 
@@ -47,3 +49,7 @@ def main() -> None:
 main.add_command(ingest_command)
 main.add_command(runs_command)
 main.add_command(info_command)
+main.add_command(analyzers_command)
+main.add_command(run_command)
+main.add_command(results_command)
+main.add_command(demo_command)

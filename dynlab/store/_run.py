@@ -22,9 +22,12 @@ import numpy as np
 from dynlab.errors import CheckpointError, DuplicateContentWarning, NonFiniteWarning, StoreError
 from dynlab.store import _layout as L
 from dynlab.store._hash import tensor_hash
+from dynlab.store._listing import child_names
 from dynlab.store._lock import RunLock
+from dynlab.store._writes import RowWrites
 
 if TYPE_CHECKING:
+    import xarray as xr
     import zarr
 
     from dynlab.store._store import Store
@@ -70,8 +73,10 @@ class Run:
         self.name = name
         self._group = group
         local = store.local_path
-        self._lock = RunLock(local / L.RUNS / name if local else None, name, str(store))
+        self._directory = local / L.RUNS / name if local else None
+        self._lock = RunLock(self._directory, name, str(store))
         self._arrays: dict[str, zarr.Array] = {}
+        self._writes = RowWrites()
         self.refresh()
 
     # ------------------------------------------------------------------ reading
@@ -171,12 +176,12 @@ class Run:
     @property
     def metrics(self) -> dict[str, np.ndarray]:
         """Per-step metrics, float64 (T,), NaN where a step has no value."""
-        if L.METRICS not in self._group:
-            return {}
-        group = self._group[L.METRICS]
         n = len(self._steps)
-        return {name: np.asarray(group[name][:n], dtype=np.float64)
-                for name in sorted(group.array_keys())}
+        return {name: np.asarray(self._array(f"{L.METRICS}/{name}")[:n], dtype=np.float64)
+                for name in self._metric_names()}
+
+    def _metric_names(self) -> list[str]:
+        return child_names(self._group, self._directory, L.METRICS, "array")
 
     @property
     def hashes(self) -> np.ndarray:
@@ -184,6 +189,10 @@ class Run:
         if L.HASHES not in self._group:
             return np.zeros((0, len(self._tensors)), dtype=np.uint64)
         return self._array(L.HASHES)[: len(self._steps)]
+
+    def result(self, analyzer: str) -> xr.Dataset:
+        """The stored result of ``analyzer`` for this run."""
+        return self._store.result(analyzer, self.name)
 
     def _array(self, key: str) -> zarr.Array:
         arr = self._arrays.get(key)
@@ -239,8 +248,9 @@ class Run:
                 raise CheckpointError(
                     f"step {step} is earlier than the last step {int(self._steps[-1])} of run "
                     f"'{self.name}'; a run's checkpoints are appended in step order")
-            hashes, nonfinite = self._write_tensors(n, tensors, first=(n == 0))
-            self._write_row_extras(n, hashes, metrics)
+            with self._rows_written():
+                hashes, nonfinite = self._write_tensors(n, tensors, first=(n == 0))
+                self._write_row_extras(n, hashes, metrics)
             self._record(step, nonfinite, source)
             self._commit(n, step)
             self._warn_duplicates(n, hashes)
@@ -254,8 +264,9 @@ class Run:
         """
         with self.writing():
             (row,) = np.atleast_1d(np.arange(len(self._steps))[self.rows([step])])
-            hashes, nonfinite = self._write_tensors(int(row), tensors, first=False)
-            self._write_row_extras(int(row), hashes, metrics)
+            with self._rows_written():
+                hashes, nonfinite = self._write_tensors(int(row), tensors, first=False)
+                self._write_row_extras(int(row), hashes, metrics)
             self._record(int(step), nonfinite, source)
 
     def same_content(self, step: int, tensors: Tensors) -> bool:
@@ -290,6 +301,16 @@ class Run:
                 f"{steps} (a mislabelled duplicate checkpoint?)", DuplicateContentWarning,
                 stacklevel=4)
 
+    @contextlib.contextmanager
+    def _rows_written(self) -> Iterator[None]:
+        """Rows are written in the background; leave the block only once all are on disk."""
+        try:
+            yield
+        except BaseException:
+            self._writes.abandon()
+            raise
+        self._writes.wait()
+
     def _write_tensors(self, row: int, tensors: Tensors, *, first: bool
                        ) -> tuple[np.ndarray, dict[str, str]]:
         items: Iterable[tuple] = tensors.items() if isinstance(tensors, Mapping) else tensors
@@ -303,6 +324,8 @@ class Run:
             source_dtype = str(item[2]) if len(item) > 2 else array.dtype.name
             if name in seen:
                 raise CheckpointError(f"tensor '{name}' appears twice in one checkpoint")
+            if not name or "/" in name or name.startswith("."):
+                raise CheckpointError(f"invalid tensor name {name!r} (no '/', not starting with '.')")
             info = self._check_tensor(name, array, source_dtype, schema, first)
             array = array.astype(info.dtype, copy=False)
             self._write_row(f"{L.PARAMS}/{name}", row, array, create=first)
@@ -359,15 +382,14 @@ class Run:
             self._arrays[key] = arr
         elif arr.shape[0] <= row:
             arr.resize((L.grown_capacity(arr.shape[0], row + 1), *arr.shape[1:]))
-        arr[row] = value
+        self._writes.submit(arr, row, value)
 
     def _write_row_extras(self, row: int, hashes: np.ndarray,
                           metrics: Mapping[str, float] | None) -> None:
         self._write_row(L.HASHES, row, hashes, create=(row == 0 and len(self._steps) == 0))
-        metrics = {k: float(v) for k, v in (metrics or {}).items() if v is not None}
-        existing = list(self._group[L.METRICS].array_keys()) if L.METRICS in self._group else []
+        metrics = {metric_key(k): float(v) for k, v in (metrics or {}).items() if v is not None}
+        existing = self._metric_names()
         for name in sorted(set(existing) | set(metrics)):
-            _check_metric_name(name)
             self._write_row(f"{L.METRICS}/{name}", row,
                             np.asarray(metrics.get(name, np.nan), dtype=np.float64),
                             create=name not in existing, fill_value=np.nan)
@@ -404,9 +426,12 @@ def _nonfinite_summary(array: np.ndarray) -> str:
     return ", ".join(p for p in (f"{nan} NaN" if nan else "", f"{inf} Inf" if inf else "") if p)
 
 
-def _check_metric_name(name: str) -> None:
-    if not name or "/" in name or name.startswith("."):
+def metric_key(name: str) -> str:
+    """The array name a metric is stored under: ``/`` (``train/loss``) becomes ``.``."""
+    key = str(name).replace("/", ".").strip()
+    if not key or key.startswith(".") or key in (".", ".."):
         raise CheckpointError(f"invalid metric name {name!r}")
+    return key
 
 
 def _names(names: list[str], limit: int = 5) -> str:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dynlab.errors import StoreError
 from dynlab.store import _layout as L
+from dynlab.store import _results
+from dynlab.store._listing import child_names
 from dynlab.store._run import Run
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
 
@@ -36,18 +41,26 @@ class Store:
         self.read_only = mode == "r"
         local = _local_path(self.location)
         self.local_path = local.resolve() if local is not None else None
-        if local is not None and mode == "r" and not local.is_dir():
-            raise StoreError(f"{self.location}: no dynlab store here (run 'dynlab ingest' first)")
         if local is not None and local.exists() and not local.is_dir():
             raise StoreError(f"{self.location}: is a file, not a store directory")
+        fresh = local is not None and not (local / "zarr.json").is_file()
+        if fresh and self.read_only:
+            raise StoreError(f"{self.location}: no dynlab store here (run 'dynlab ingest' first)")
+        if fresh and local.is_dir() and any(local.iterdir()):
+            raise StoreError(f"{self.location}: a non-empty directory that is not a dynlab store")
         target: Any = str(self.local_path) if local is not None else self.location
         try:
-            self._root = zarr.open_group(target, mode="r" if self.read_only else "a")
+            if fresh:  # created with its attrs in one write: no half-made store after a crash
+                self._root = zarr.create_group(target, attributes={L.ROOT_KEY: {"format": L.FORMAT}},
+                                               zarr_format=3)
+            else:
+                self._root = zarr.open_group(target, mode="r" if self.read_only else "a")
         except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
             raise StoreError(f"{self.location}: cannot open as a dynlab store ({exc})") from None
         meta = self._root.attrs.get(L.ROOT_KEY)
         if meta is None:
-            if self.read_only or len(list(self._root.keys())):
+            if self.read_only or child_names(self._root, self.local_path, "", "group") or (
+                    child_names(self._root, self.local_path, "", "array")):
                 raise StoreError(f"{self.location}: a zarr group, but not a dynlab store")
             self._root.attrs[L.ROOT_KEY] = {"format": L.FORMAT}
         elif meta.get("format") != L.FORMAT:
@@ -63,9 +76,7 @@ class Store:
     @property
     def runs(self) -> list[str]:
         """Names of the runs, sorted."""
-        if L.RUNS not in self._root:
-            return []
-        return sorted(self._root[L.RUNS].group_keys())
+        return child_names(self._root, self.local_path, L.RUNS, "group")
 
     def __contains__(self, run: str) -> bool:
         return run in self.runs
@@ -97,15 +108,42 @@ class Store:
         group.attrs.update({**(attrs or {}), L.INTERNAL: {"tensors": []}})
         return Run(self, name, group)
 
+    # ------------------------------------------------------------------ results
+
+    @property
+    def results(self) -> dict[str, list[str]]:
+        """``{analyzer: [targets]}`` of the stored results."""
+        return {a: child_names(self._root, self.local_path, f"{_results.RESULTS}/{a}", "group")
+                for a in child_names(self._root, self.local_path, _results.RESULTS, "group")}
+
+    def result(self, analyzer: str, target: str) -> xr.Dataset:
+        """A stored analyzer result (target = run name, or group name for group analyzers)."""
+        return _results.read_result(self._root, analyzer, target)
+
+    def result_info(self, analyzer: str, target: str) -> dict[str, Any] | None:
+        """Provenance of a stored result (None if there is none); reads metadata only."""
+        return _results.result_info(self._root, analyzer, target)
+
+    def write_result(self, analyzer: str, target: str, dataset: xr.Dataset,
+                     provenance: dict[str, Any]) -> None:
+        """Store ``dataset`` as the result of ``analyzer`` on ``target``, replacing any earlier."""
+        self._require_writable()
+        _results.write_result(self._root, analyzer, target, dataset, provenance)
+
     def _require_writable(self) -> None:
         if self.read_only:
             raise StoreError(f"{self.location}: store opened read-only (use mode='a')")
 
     def _cleanup_partial(self, run: str) -> None:
-        """Remove temporary files of writes interrupted mid-file (local stores; under the lock)."""
+        """Remove temporary files of writes interrupted mid-file (local stores; under the lock):
+        everything in the run, and the group metadata temporaries of ``runs/`` and the root
+        (written only when a store or its first run is created)."""
         if self.local_path is None:
             return
-        for leftover in (self.local_path / L.RUNS / run).rglob("*.partial"):
+        leftovers = [*(self.local_path / L.RUNS / run).rglob("*.partial"),
+                     *self.local_path.glob("zarr.*.partial"),
+                     *(self.local_path / L.RUNS).glob("zarr.*.partial")]
+        for leftover in leftovers:
             leftover.unlink(missing_ok=True)
 
 

@@ -1,15 +1,13 @@
 """Train small MLPs on scikit-learn's bundled digits and save a plain torch checkpoint every epoch.
 
-A small training subset makes them overfit within a few dozen epochs, which is what the analyses
-are about. Each run directory holds ``epoch_<k>.pt`` files and a ``metrics.csv`` sidecar
-(train/validation loss and accuracy), exactly what a user's training script would leave behind.
-
-    python examples/train_digits.py --out ckpts --widths 16 64 --seeds 0 1 --epochs 60
+A small training subset (250 samples) makes them overfit within a few dozen epochs, which is what
+the analyses are about. Each run directory holds ``epoch_<k>.pt`` files (``{"model_state_dict",
+"epoch"}``) and a ``metrics.csv`` sidecar (train/validation loss and accuracy): exactly what a
+user's own training script would leave behind, so the demo ingests it like any other folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 from pathlib import Path
 
@@ -41,7 +39,7 @@ def make_mlp(width: int, depth: int = 2) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def train_run(out: Path, width: int, seed: int, epochs: int, lr: float = 1e-3,
+def train_run(out: Path, width: int, seed: int, epochs: int, lr: float = 3e-3,
               batch: int = 50) -> Path:
     """Train one MLP; write ``out/w{width}-s{seed}/epoch_{k}.pt`` and ``metrics.csv``."""
     torch.manual_seed(seed)
@@ -69,26 +67,10 @@ def train_run(out: Path, width: int, seed: int, epochs: int, lr: float = 1e-3,
                    "train_acc": (tr_out.argmax(1) == ytr).float().mean().item(),
                    "val_acc": (va_out.argmax(1) == yva).float().mean().item()}
         rows.append(row)
-        torch.save({"model_state_dict": model.state_dict(), "epoch": epoch}, run_dir / f"epoch_{epoch}.pt")
+        torch.save({"model_state_dict": model.state_dict(), "epoch": epoch},
+                   run_dir / f"epoch_{epoch}.pt")
     with open(run_dir / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     return run_dir
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("ckpts"))
-    parser.add_argument("--widths", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--epochs", type=int, default=60)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    for width in args.widths:
-        for seed in args.seeds:
-            print(f"trained {train_run(args.out, width, seed, args.epochs)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynlab.errors import CheckpointError
-from dynlab.ingest._detect import CHECKPOINT_SUFFIXES
+from dynlab.ingestion._detect import CHECKPOINT_SUFFIXES, sniff
 from dynlab.store import check_run_name
 
 SIDECARS = ("metrics.csv", "metrics.jsonl")
@@ -29,6 +29,9 @@ _HF_CHECKPOINT_NAME = re.compile(r"^checkpoint[-_]?\d+$")
 _HF_SINGLE = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "tf_model.h5")
 _HF_INDEX = ("*.safetensors.index.json", "pytorch_model.bin.index.json")
 _INTEGER = re.compile(r"\d+")
+#: The final ``save_model()`` files a Trainer leaves beside its ``checkpoint-N/`` directories: not
+#: a checkpoint of the run (no step of its own), so skipped there.
+_HF_FINAL_MODEL = re.compile(r"(model|pytorch_model|adapter_model|tf_model)(-\d+-of-\d+)?")
 
 
 @dataclass
@@ -59,6 +62,12 @@ def is_hf_checkpoint_dir(path: Path) -> bool:
                             or (path / "trainer_state.json").is_file())
 
 
+def _is_single_checkpoint_dir(path: Path) -> bool:
+    """One HF checkpoint, not a Trainer output directory holding ``checkpoint-N/`` beside it."""
+    return is_hf_checkpoint_dir(path) and not any(
+        q.is_dir() and is_hf_checkpoint_dir(q) for q in path.iterdir())
+
+
 def step_from_name(path: Path) -> int | None:
     """The last integer in a file's stem (``ckpt_epoch3_step1200.pt`` → 1200) or a directory's name."""
     stem = path.name if path.is_dir() else path.name.split(".")[0]
@@ -78,7 +87,8 @@ def _candidates(directory: Path) -> tuple[list[Path], list[Path]]:
             if p in hf_subdirs:
                 units.append(p)
         elif p.suffix.lower() in CHECKPOINT_SUFFIXES and not (
-                hf_subdirs and p.name.split(".")[0] in ("model", "pytorch_model")):
+                hf_subdirs and _HF_FINAL_MODEL.fullmatch(p.name.split(".")[0])) and not (
+                p.suffix.lower() == ".bin" and sniff(p) is None):  # e.g. ONNX external data
             units.append(p)
         else:
             skipped.append(p)
@@ -93,7 +103,7 @@ def discover(sources: Sequence[str | Path], run: str | None = None) -> list[RunS
     for p in paths:
         if not p.exists():
             raise CheckpointError(f"{p}: no such file or directory")
-    files = [p for p in paths if p.is_file() or is_hf_checkpoint_dir(p)]
+    files = [p for p in paths if p.is_file() or _is_single_checkpoint_dir(p)]
     dirs = [p for p in paths if p not in files]
     runs: list[RunSource] = []
     if files:

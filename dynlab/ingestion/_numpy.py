@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dynlab.errors import CheckpointError
-from dynlab.ingest._base import Checkpoint, TensorItem, one_line, scalar_metrics
+from dynlab.ingestion._base import Checkpoint, TensorItem, one_line, scalar_metrics
 
 #: Globals a pickled dict of numpy arrays needs, and nothing else.
 _SAFE_GLOBALS = {
@@ -46,7 +46,7 @@ def open_numpy(path: Path) -> Checkpoint:
 
 
 def _open_npz(path: Path) -> Checkpoint:
-    handle = open(path, "rb")  # opened here so that it is closed on every path
+    handle = open(path, "rb")  # noqa: SIM115 - kept open while streaming; closed by close()
     try:
         archive = np.load(handle, allow_pickle=False)
         names = list(archive.files)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dynlab.errors import CheckpointError
-from dynlab.ingest._base import TensorItem
+from dynlab.ingestion._base import TensorItem
 from dynlab.store import Store, open_store
 
 
@@ -57,18 +58,13 @@ def _as_arrays(weights: Any) -> Iterator[TensorItem]:
         raise CheckpointError(
             f"Recorder.log needs a torch module or a mapping of arrays, not {type(weights).__name__}")
     for name, value in state.items():
-        yield str(name), *_to_numpy(value)
+        if type(value).__module__.startswith("torch"):  # torch is imported only if it is in use
+            from dynlab.ingestion._torch import torch_to_numpy
 
-
-def _to_numpy(value: Any) -> tuple[np.ndarray, str]:
-    if type(value).__module__.startswith("torch"):
-        tensor = value.detach().cpu()
-        source = str(tensor.dtype).removeprefix("torch.")
-        if source == "bfloat16":
-            tensor = tensor.float()
-        return tensor.numpy(), source
-    array = np.asarray(value)
-    return array, array.dtype.name
+            yield str(name), *torch_to_numpy(Path("<Recorder.log>"), str(name), value)
+        else:
+            array = np.asarray(value)
+            yield str(name), array, array.dtype.name
 
 
 def _scalar(name: str, value: Any) -> float:

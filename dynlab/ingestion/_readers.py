@@ -6,18 +6,18 @@ import importlib
 from pathlib import Path
 
 from dynlab.errors import CheckpointError, MissingDependencyError
-from dynlab.ingest._base import Checkpoint
-from dynlab.ingest._detect import FORMATS, sniff
-from dynlab.ingest._discover import is_hf_checkpoint_dir
+from dynlab.ingestion._base import Checkpoint
+from dynlab.ingestion._detect import FORMATS, sniff
+from dynlab.ingestion._discover import is_hf_checkpoint_dir
 
 #: format → (module, function, optional extra that provides its library)
 READERS: dict[str, tuple[str, str, str | None]] = {
-    "torch": ("dynlab.ingest._torch", "open_torch", "torch"),
-    "safetensors": ("dynlab.ingest._safetensors", "open_safetensors", None),
-    "numpy": ("dynlab.ingest._numpy", "open_numpy", None),
-    "hdf5": ("dynlab.ingest._hdf5", "open_hdf5", None),
-    "onnx": ("dynlab.ingest._onnx", "open_onnx", "onnx"),
-    "hf": ("dynlab.ingest._hf", "open_hf_dir", None),
+    "torch": ("dynlab.ingestion._torch", "open_torch", "torch"),
+    "safetensors": ("dynlab.ingestion._safetensors", "open_safetensors", None),
+    "numpy": ("dynlab.ingestion._numpy", "open_numpy", None),
+    "hdf5": ("dynlab.ingestion._hdf5", "open_hdf5", None),
+    "onnx": ("dynlab.ingestion._onnx", "open_onnx", "onnx"),
+    "hf": ("dynlab.ingestion._hf", "open_hf_dir", None),
 }
 
 

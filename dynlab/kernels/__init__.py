@@ -1,0 +1,1 @@
+"""Pure array functions, one module or folder per algorithm; they import nothing of dynlab."""

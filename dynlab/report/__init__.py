@@ -1,0 +1,81 @@
+"""Figures from stored results (matplotlib is imported inside the functions only).
+
+``plot_result`` draws any analyzer's per-step variables: one column per run, one row per variable
+with a ``step`` dim (lines over its other dim, e.g. one per layer), and the step of minimal
+validation loss — the usual overfitting onset — as a dashed line when the run recorded it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dynlab.errors import require
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+VALIDATION_LOSS = ("val_loss", "eval_loss", "test_loss", "valid_loss")
+MAX_LINES = 12
+
+
+def overfitting_onset(metrics: Mapping[str, np.ndarray], steps: np.ndarray) -> int | None:
+    """argmin of the validation loss (the first recorded of :data:`VALIDATION_LOSS`)."""
+    for name in VALIDATION_LOSS:
+        values = metrics.get(name)
+        if values is not None and np.isfinite(values).any():
+            return int(steps[int(np.nanargmin(values))])
+    return None
+
+
+def step_variables(ds: xr.Dataset) -> list[str]:
+    """Data variables with a ``step`` dim and at most one other dim: what a line plot can show."""
+    return [n for n, v in ds.data_vars.items() if "step" in v.dims and v.ndim <= 2]
+
+
+def plot_result(analyzer: str, results: Mapping[str, xr.Dataset],
+                onsets: Mapping[str, int | None] | None = None, path: str | Path | None = None):
+    """Figure of ``analyzer``'s per-step variables for each run; saved to ``path`` if given."""
+    matplotlib = require("matplotlib", "plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = list(results)[:6]
+    variables = step_variables(results[runs[0]])[:3] if runs else []
+    if not variables:
+        return None
+    fig, axes = plt.subplots(len(variables), len(runs), figsize=(3.2 * len(runs), 2.6 * len(variables)),
+                             squeeze=False, sharex="col", constrained_layout=True)
+    for col, run in enumerate(runs):
+        ds = results[run]
+        for row, var in enumerate(variables):
+            ax = axes[row][col]
+            da = ds[var]
+            other = [d for d in da.dims if d != "step"]
+            if other:
+                for label in da[other[0]].values[:MAX_LINES]:
+                    ax.plot(da["step"], da.sel({other[0]: label}), lw=1, label=str(label))
+            else:
+                ax.plot(da["step"], da, lw=1)
+            positive = np.asarray(da, dtype=float)
+            if np.all(positive[np.isfinite(positive)] > 0):
+                ax.set_yscale("log")
+            onset = (onsets or {}).get(run)
+            if onset is not None:
+                ax.axvline(onset, color="k", ls="--", lw=0.8, label="min val loss")
+            if row == 0:
+                ax.set_title(run, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(var)
+            if row == len(variables) - 1:
+                ax.set_xlabel("step")
+            ax.tick_params(labelsize=7)
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.suptitle(analyzer, fontsize=10)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
