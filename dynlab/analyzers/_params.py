@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from dynlab.errors import DynlabError
 
@@ -30,8 +33,8 @@ class Interval:
     closed: str = "both"  # both | left | right | neither
 
     def check(self, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"a {self.kind.__name__}")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError("an int" if self.kind is int else "a float")
         if self.kind is int and not float(value).is_integer():
             raise TypeError("an int")
         value = self.kind(value)
@@ -46,6 +49,11 @@ class Interval:
         return value
 
     def parse(self, text: str) -> Any:
+        if self.kind is int:
+            try:
+                return int(text)
+            except ValueError:
+                pass
         try:
             value = float(text)
         except ValueError:

@@ -22,10 +22,11 @@ from dynlab.cli._runs import info_command, runs_command
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
-        from dynlab.errors import DynlabError
+        from dynlab.errors import DynlabError, DynlabWarning
 
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            warnings.simplefilter("default", DynlabWarning)  # shown as a line, even under -W error
             try:
                 return super().invoke(ctx)
             except DynlabError as exc:

@@ -60,7 +60,8 @@ def run_command(analyzers, store, runs, params, backend, dask, force):
 
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
         task = bar.add_task("analysing", total=None)
 
         def done(outcome):

@@ -27,7 +27,8 @@ class _RichProgress:
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
                              TextColumn("{task.fields[done]}/{task.fields[units]} files"),
                              DownloadColumn(), TransferSpeedColumn(),
-                             TimeRemainingColumn(), console=console, transient=True)
+                             TimeRemainingColumn(), console=console, transient=True,
+                             disable=not console.is_terminal)
         self._task = None
 
     def __enter__(self):

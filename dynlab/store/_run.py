@@ -93,6 +93,7 @@ class Run:
         self._user_attrs = attrs
         self._tensors = [TensorInfo.from_json(t) for t in self._internal.get("tensors", [])]
         self._steps = self._committed_steps()
+        self._hashes: np.ndarray | None = None  # read on first use, then kept up to date
 
     def _committed_steps(self) -> np.ndarray:
         if L.STEP not in self._group:
@@ -186,9 +187,12 @@ class Run:
     @property
     def hashes(self) -> np.ndarray:
         """Content hash of every tensor at every step, uint64 (T, K), K in source order."""
-        if L.HASHES not in self._group:
-            return np.zeros((0, len(self._tensors)), dtype=np.uint64)
-        return self._array(L.HASHES)[: len(self._steps)]
+        if self._hashes is None:
+            if L.HASHES in self._group:
+                self._hashes = self._array(L.HASHES)[: len(self._steps)]
+            else:
+                self._hashes = np.zeros((0, len(self._tensors)), dtype=np.uint64)
+        return self._hashes.copy()
 
     def result(self, analyzer: str) -> xr.Dataset:
         """The stored result of ``analyzer`` for this run."""
@@ -252,8 +256,10 @@ class Run:
                 hashes, nonfinite = self._write_tensors(n, tensors, first=(n == 0))
                 self._write_row_extras(n, hashes, metrics)
             self._record(step, nonfinite, source)
+            earlier = self.hashes[:n] if n else np.zeros((0, len(hashes)), dtype=np.uint64)
             self._commit(n, step)
-            self._warn_duplicates(n, hashes)
+            self._hashes = np.vstack([earlier, hashes[None, :]])
+            self._warn_duplicates(n, earlier, hashes)
 
     def replace(self, step: int, tensors: Tensors, metrics: Mapping[str, float] | None = None,
                 *, source: Mapping[str, Any] | None = None) -> None:
@@ -267,6 +273,7 @@ class Run:
             with self._rows_written():
                 hashes, nonfinite = self._write_tensors(int(row), tensors, first=False)
                 self._write_row_extras(int(row), hashes, metrics)
+            self._hashes = None
             self._record(int(step), nonfinite, source)
 
     def same_content(self, step: int, tensors: Tensors) -> bool:
@@ -289,10 +296,9 @@ class Run:
             seen.add(i)
         return len(seen) == len(index)
 
-    def _warn_duplicates(self, row: int, hashes: np.ndarray) -> None:
+    def _warn_duplicates(self, row: int, earlier: np.ndarray, hashes: np.ndarray) -> None:
         if row == 0:
             return
-        earlier = self._array(L.HASHES)[:row]
         same = np.flatnonzero(np.all(earlier == hashes, axis=1))
         if len(same):
             steps = ", ".join(str(int(s)) for s in self._steps[same][:5])

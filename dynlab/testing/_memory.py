@@ -1,0 +1,166 @@
+"""In-memory run and group views: what an analyzer sees of a run, without a store.
+
+:class:`MemoryRun` behaves like the store's :class:`dynlab.store.Run` in everything an analyzer
+may use (the :class:`~dynlab.analyzers.RunView` protocol plus ``checkpoint``), including its
+errors and its normalisations (int64 steps, float64 metrics, JSON attrs, copies on every read),
+so an analyzer that works on a ``MemoryRun`` works on a stored run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dynlab.errors import StoreError
+from dynlab.store import TensorInfo, check_run_name
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from dynlab.analyzers import RunView
+
+
+class MemoryRun:
+    """A run held in memory.
+
+    ``tensors`` maps each tensor name, in source order, to its values at every step, shape
+    ``(T, *shape)`` with ``T = len(steps)``; ``metrics`` maps a metric name to ``(T,)`` values
+    (NaN where not recorded); ``results`` maps an analyzer name to its result Dataset, returned by
+    ``result(analyzer)`` (for analyzers that ``require`` others). ``source_dtypes`` optionally
+    gives the original dtype of a tensor (``bfloat16`` stored as float32).
+    """
+
+    def __init__(self, name: str, steps: Sequence[int] | np.ndarray,
+                 tensors: Mapping[str, np.ndarray], metrics: Mapping[str, Any] | None = None,
+                 attrs: Mapping[str, Any] | None = None,
+                 results: Mapping[str, xr.Dataset] | None = None, *,
+                 source_dtypes: Mapping[str, str] | None = None):
+        check_run_name(name)
+        self.name = name
+        self._steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        if len(self._steps) > 1 and not np.all(np.diff(self._steps) > 0):
+            raise ValueError(f"run '{name}': steps must be strictly increasing, got {self._steps}")
+        n = len(self._steps)
+        self._data: dict[str, np.ndarray] = {}
+        self._tensors: list[TensorInfo] = []
+        for key, value in tensors.items():
+            array = np.array(value, copy=True)  # later changes by the caller must not leak in
+            if not key or "/" in key or key.startswith("."):
+                raise ValueError(f"invalid tensor name {key!r} (no '/', not starting with '.')")
+            if array.dtype.kind not in "biufc":
+                raise ValueError(f"tensor '{key}' has unsupported dtype {array.dtype}")
+            if array.ndim == 0 or array.shape[0] != n:
+                raise ValueError(f"tensor '{key}' must have shape (T, ...) with T = {n} steps, "
+                                 f"got {array.shape}")
+            array.flags.writeable = False
+            self._data[key] = array
+            source = (source_dtypes or {}).get(key, array.dtype.name)
+            self._tensors.append(TensorInfo(key, tuple(int(s) for s in array.shape[1:]),
+                                            array.dtype.name, str(source)))
+        self._metrics: dict[str, np.ndarray] = {}
+        for key, value in (metrics or {}).items():
+            values = np.asarray(value, dtype=np.float64).reshape(-1)
+            if len(values) != n:
+                raise ValueError(f"metric '{key}' has {len(values)} values for {n} steps")
+            self._metrics[str(key).replace("/", ".")] = values  # the store's metric_key
+        # run attrs live in zarr's JSON: keep exactly what a stored run would give back
+        self._attrs = json.loads(json.dumps(dict(attrs or {})))
+        self._results = {k: v.copy(deep=True) for k, v in (results or {}).items()}
+
+    @classmethod
+    def from_view(cls, view: RunView, steps: Iterable[int] | None = None, *,
+                  results: Mapping[str, xr.Dataset] | None = None) -> MemoryRun:
+        """A copy of any run view (a stored ``Run`` too), optionally of some ``steps`` only."""
+        all_steps = np.asarray(view.steps, dtype=np.int64)
+        chosen = all_steps if steps is None else np.asarray(list(steps), dtype=np.int64)
+        missing = chosen[~np.isin(chosen, all_steps)]
+        if len(missing):
+            raise StoreError(f"run '{view.name}' has no checkpoint at step {int(missing[0])}")
+        rows = np.searchsorted(all_steps, chosen)
+        metrics = {k: np.asarray(v)[rows] for k, v in view.metrics.items()}
+        tensors = {t.name: view.read(t.name, chosen) for t in view.tensors}
+        source = {t.name: getattr(t, "source_dtype", t.dtype) for t in view.tensors}
+        return cls(view.name, chosen, tensors, metrics, view.attrs, results, source_dtypes=source)
+
+    def __repr__(self) -> str:
+        return (f"<dynlab.testing.MemoryRun {self.name!r}: {len(self._steps)} checkpoints, "
+                f"{len(self._tensors)} tensors>")
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The steps, increasing (int64, shape (T,))."""
+        return self._steps.copy()
+
+    @property
+    def tensors(self) -> list[TensorInfo]:
+        """The tensors in source order: name, per-step shape, dtype, source dtype."""
+        return list(self._tensors)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._attrs))
+
+    @property
+    def metrics(self) -> dict[str, np.ndarray]:
+        """Per-step metrics, float64 (T,), sorted by name like the store's."""
+        return {k: self._metrics[k].copy() for k in sorted(self._metrics)}
+
+    @property
+    def n_params(self) -> int:
+        return sum(t.size for t in self._tensors)
+
+    def tensor(self, name: str) -> TensorInfo:
+        for t in self._tensors:
+            if t.name == name:
+                return t
+        raise StoreError(f"run '{self.name}' has no tensor '{name}'")
+
+    def _rows(self, steps: Iterable[int] | int | None) -> np.ndarray | slice:
+        if steps is None:
+            return slice(None)
+        wanted = np.atleast_1d(np.asarray(steps if isinstance(steps, (int, np.integer, np.ndarray))
+                                          else list(steps), dtype=np.int64))
+        idx = np.searchsorted(self._steps, wanted)
+        found = idx < len(self._steps)
+        found[found] = self._steps[idx[found]] == wanted[found]
+        if not found.all():
+            raise StoreError(f"run '{self.name}' has no checkpoint at step {int(wanted[~found][0])}")
+        return idx
+
+    def read(self, tensor: str, steps: Iterable[int] | int | None = None) -> np.ndarray:
+        """Values of one tensor at ``steps`` (default: all), shape ``(len(steps), *shape)``."""
+        self.tensor(tensor)
+        return np.array(self._data[tensor][self._rows(steps)], copy=True)
+
+    def checkpoint(self, step: int) -> dict[str, np.ndarray]:
+        """All tensors at ``step``, by name in source order."""
+        (row,) = self._rows([step])
+        return {t.name: self._data[t.name][row].copy() for t in self._tensors}
+
+    def result(self, analyzer: str) -> xr.Dataset:
+        """The result of ``analyzer`` given at construction."""
+        if analyzer not in self._results:
+            raise StoreError(f"no result of '{analyzer}' for '{self.name}' "
+                             f"(run: dynlab run {analyzer})")
+        return self._results[analyzer].copy(deep=True)
+
+
+class MemoryGroup:
+    """The view a group-scope analyzer receives: a name and its runs, in a stable order."""
+
+    def __init__(self, name: str, runs: Sequence[RunView]):
+        check_run_name(name)
+        names = [r.name for r in runs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"group '{name}': run names must be unique, got {names}")
+        self.name = name
+        self.runs = list(runs)
+
+    def __repr__(self) -> str:
+        return f"<dynlab.testing.MemoryGroup {self.name!r}: {[r.name for r in self.runs]}>"
