@@ -81,3 +81,62 @@ def test_real_subprocess(tmp_path, rng):
                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
     assert bad.returncode == 1
     assert bad.stderr.strip() == f"dynlab: error: {store}: no run named 'nope'; runs: run1"
+
+
+def _recorded_store(tmp_path, rng, runs=("r1", "r2"), steps=4):
+    store = tmp_path / "an.zarr"
+    for name in runs:
+        with dynlab.Recorder(store, name, attrs={"width": 16}) as rec:
+            for step in range(steps):
+                rec.log(step, mlp_state(rng), val_loss=1.0 / (step + 1))
+    return str(store)
+
+
+def test_analyzers_run_results(tmp_path, rng):
+    store = _recorded_store(tmp_path, rng)
+    runner = CliRunner()
+    listing = runner.invoke(main, ["analyzers"])
+    assert listing.exit_code == 0 and "weight-change" in listing.output and "k_max" in listing.output
+    assert any(a["name"] == "weight-change"
+               for a in json.loads(runner.invoke(main, ["analyzers", "--json"]).output))
+
+    first = runner.invoke(main, ["run", "weight-change", "--store", store, "-p", "k_max=3"])
+    assert first.exit_code == 0, first.output
+    assert "weight-change r1: computed" in first.output
+    again = runner.invoke(main, ["run", "weight-change", "--store", store, "-p", "k_max=3",
+                                 "--run", "r1"])
+    assert "weight-change r1: cached" in again.output and "r2" not in again.output
+    forced = runner.invoke(main, ["run", "weight-change", "--store", store, "-p", "k_max=3",
+                                  "--run", "r1", "--force"])
+    assert "weight-change r1: computed" in forced.output
+
+    stored = dynlab.open_store(store).result("weight-change", "r1")
+    as_json = runner.invoke(main, ["results", "weight-change", "--store", store, "--run", "r1",
+                                   "--format", "json"])
+    assert json.loads(as_json.output) == json.loads(json.dumps(stored.to_dict(data="list"),
+                                                               default=str))
+    csv = runner.invoke(main, ["results", "weight-change", "--store", store, "--run", "r1",
+                               "--format", "csv"]).output
+    assert "step,layer,rwc" in csv.splitlines() and "k,inertia" in csv.splitlines()
+    table = runner.invoke(main, ["results", "weight-change", "--store", store])
+    assert table.exit_code == 0 and "rwc" in table.output
+
+
+def test_run_errors_are_one_line(tmp_path, rng):
+    store = _recorded_store(tmp_path, rng, runs=("r1",))
+    runner = CliRunner()
+    cases = [
+        (["run", "nope", "--store", store], "unknown analyzer 'nope'; available: "),
+        (["run", "weight-change", "--store", store, "-p", "k_maxx=2"],
+         "no analyzer being run has a parameter 'k_maxx'"),
+        (["run", "weight-change", "--store", store, "-p", "weight-change.k_max=0"],
+         "parameter 'k_max' must be int in [1, 20]"),
+        (["run", "weight-change", "--store", store, "-p", "k_max=2.5"], "must be an int"),
+        (["run", "weight-change", "--store", store, "--run", "zz"], "no run named 'zz'"),
+        (["results", "weight-change", "--store", store], "no result of 'weight-change'"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output

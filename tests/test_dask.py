@@ -52,3 +52,18 @@ def test_dask_results_equal_local(two_stores):
     # the Dask-written results are cached for local runs too: same fingerprints
     again = api.run(remote, ["weight-change"])
     assert {o.status for o in again.outcomes} == {"cached"}
+
+
+def test_dask_scheduler_address(two_stores):
+    """``dask="tcp://…"``: an existing cluster, reached by its address."""
+    from distributed import LocalCluster
+
+    local, remote = two_stores
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        report = api.run(remote, ["weight-change"], dask=cluster.scheduler_address)
+    assert not report.failed and {o.status for o in report.outcomes} == {"computed"}
+    api.run(local, ["weight-change"])
+    for run in ("a", "b"):
+        assert _without_time(api.results(local, "weight-change", run)).identical(
+            _without_time(api.results(remote, "weight-change", run)))

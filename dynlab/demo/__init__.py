@@ -64,6 +64,13 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 64, 128),
         echo(f"{name:<10} {min(m['val_loss']):.3f} ({onsets[name]:>3})"
              f"            {m['val_loss'][-1]:.3f}            {m['train_acc'][-1]:.2f}")
 
+    if "weight-change" in st.results:
+        echo("\nweight-change: mean RWC over layers at the first step, at the validation-loss "
+             "minimum, at the end;\nand the share of its total log-decrease reached by that "
+             "minimum")
+        for name in st.results["weight-change"]:
+            echo(f"{name:<10} {_rwc_summary(st.result('weight-change', name), onsets[name])}")
+
     figures = []
     for analyzer, targets in st.results.items():
         results = {t: st.result(analyzer, t) for t in targets}
@@ -72,3 +79,18 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 64, 128),
             figures.append(path)
     echo(f"\nplots: {', '.join(str(p) for p in figures)}")
     return {"store": store, "plots": figures, "onsets": onsets, "failed": report.failed}
+
+
+def _rwc_summary(ds, onset: int | None) -> str:
+    """RWC (mean over layers) at the start, at ``onset``, at the end, and the share of the
+    decrease of ln RWC from start to end that had happened by ``onset``."""
+    import numpy as np
+
+    rwc = ds["rwc"].mean("layer")
+    steps = rwc["step"].values
+    first, last = float(rwc[0]), float(rwc[-1])
+    if onset is None or onset < steps[0]:
+        return f"{first:.2e} → {last:.2e}"
+    at = float(rwc.sel(step=onset, method="nearest"))
+    share = np.log(first / at) / np.log(first / last) if first != last else float("nan")
+    return f"{first:.2e}  {at:.2e} (step {onset})  {last:.2e}   share {share:.0%}"
