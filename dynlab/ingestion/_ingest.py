@@ -10,9 +10,10 @@ step with different content — refused unless ``replace``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -152,38 +153,34 @@ def _write_unit(run: Run, unit: _Unit, format: str, replace: bool) -> str:
     if unit.step in set(run.steps.tolist()):
         if run.info.get("sources", {}).get(str(unit.step)) == fingerprint:
             return "unchanged"
-        ckpt = _reopen(unit, format)
-        try:
+        with _opened(unit, format) as ckpt:
             if run.same_content(unit.step, ckpt.tensors()):
                 return "unchanged"
-        finally:
-            ckpt.close()
         if not replace:
             raise CheckpointError(
                 f"{unit.path}: step {unit.step} is already in run '{run.name}' with different "
                 "content (use --replace to overwrite it)")
-        ckpt = _reopen(unit, format)
-        try:
+        with _opened(unit, format) as ckpt:
             run.replace(unit.step, ckpt.tensors(), unit.metrics, source=fingerprint)
-        finally:
-            ckpt.close()
         return "replaced"
-    ckpt = _reopen(unit, format)
-    try:
+    with _opened(unit, format) as ckpt:
         run.append(unit.step, ckpt.tensors(), unit.metrics, source=fingerprint)
+    return "added"
+
+
+@contextlib.contextmanager
+def _opened(unit: _Unit, format: str) -> Iterator[Checkpoint]:
+    ckpt = open_checkpoint(unit.path, format)
+    try:
+        yield ckpt
     finally:
         ckpt.close()
-    return "added"
 
 
 def _naming(exc: CheckpointError, path: Path) -> CheckpointError:
     """The same error, its message starting with the file it is about."""
     message = str(exc)
     return CheckpointError(message if message.startswith(str(path)) else f"{path}: {message}")
-
-
-def _reopen(unit: _Unit, format: str) -> Checkpoint:
-    return open_checkpoint(unit.path, format)
 
 
 def _record_origin(run: Run, source: RunSource, units: list[_Unit]) -> None:

@@ -144,15 +144,7 @@ class Run:
         """Row indices of ``steps`` (all committed rows if None)."""
         if steps is None:
             return slice(0, len(self._steps))
-        if isinstance(steps, (int, np.integer, np.ndarray)):
-            wanted = np.atleast_1d(np.asarray(steps, dtype=np.int64))
-        else:
-            wanted = np.asarray(list(steps), dtype=np.int64)
-        idx = np.searchsorted(self._steps, wanted)
-        found = idx < len(self._steps)
-        found[found] = self._steps[idx[found]] == wanted[found]
-        if not found.all():
-            raise StoreError(f"run '{self.name}' has no checkpoint at step {int(wanted[~found][0])}")
+        idx = step_rows(self._steps, steps, self.name)
         if len(idx) and np.all(np.diff(idx) == 1):
             return slice(int(idx[0]), int(idx[-1]) + 1)
         return idx
@@ -424,6 +416,21 @@ class Run:
         arr.resize((row + 1,))
         arr[row] = step
         self._steps = np.append(self._steps[:row], np.int64(step))
+
+
+def step_rows(steps: np.ndarray, wanted: Iterable[int] | int, run: str) -> np.ndarray:
+    """Row index of each of ``wanted`` in the increasing array ``steps``; a
+    :class:`StoreError` naming ``run`` and the first missing step otherwise."""
+    if isinstance(wanted, (int, np.integer, np.ndarray)):
+        wanted = np.atleast_1d(np.asarray(wanted, dtype=np.int64))
+    else:
+        wanted = np.asarray(list(wanted), dtype=np.int64)
+    idx = np.searchsorted(steps, wanted)
+    found = idx < len(steps)
+    found[found] = steps[idx[found]] == wanted[found]
+    if not found.all():
+        raise StoreError(f"run '{run}' has no checkpoint at step {int(wanted[~found][0])}")
+    return idx
 
 
 def _nonfinite_summary(array: np.ndarray) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dynlab.errors import StoreError
-from dynlab.store import TensorInfo, check_run_name
+from dynlab.store import TensorInfo, check_run_name, step_rows
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -124,14 +124,7 @@ class MemoryRun:
     def _rows(self, steps: Iterable[int] | int | None) -> np.ndarray | slice:
         if steps is None:
             return slice(None)
-        wanted = np.atleast_1d(np.asarray(steps if isinstance(steps, (int, np.integer, np.ndarray))
-                                          else list(steps), dtype=np.int64))
-        idx = np.searchsorted(self._steps, wanted)
-        found = idx < len(self._steps)
-        found[found] = self._steps[idx[found]] == wanted[found]
-        if not found.all():
-            raise StoreError(f"run '{self.name}' has no checkpoint at step {int(wanted[~found][0])}")
-        return idx
+        return step_rows(self._steps, steps, self.name)
 
     def read(self, tensor: str, steps: Iterable[int] | int | None = None) -> np.ndarray:
         """Values of one tensor at ``steps`` (default: all), shape ``(len(steps), *shape)``."""
