@@ -17,6 +17,7 @@ from dynlab._version import __version__
 from dynlab.cli._analyze import analyzers_command, results_command, run_command
 from dynlab.cli._demo import demo_command
 from dynlab.cli._ingest import ingest_command
+from dynlab.cli._memory import fix_mmap_threshold
 from dynlab.cli._runs import info_command, runs_command
 
 
@@ -45,6 +46,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.version_option(__version__, prog_name="dynlab")
 def main() -> None:
     """dynlab: analyse neural-network training as a dynamical system, over stored checkpoints."""
+    fix_mmap_threshold()
 
 
 main.add_command(ingest_command)
