@@ -240,7 +240,7 @@ def verify(store: Path, files: list[Path], fmt: str) -> None:
     stored = run.checkpoint(int(run.steps[-1]))
     ckpt = open_checkpoint(files[-1], fmt)
     try:
-        for name, array, _ in ckpt.tensors():
+        for name, array, *_ in ckpt.tensors():
             assert stored[name].tobytes() == np.asarray(array).tobytes(), name
     finally:
         ckpt.close()
@@ -320,7 +320,7 @@ def profile(files: list[Path], fmt: str, work: Path, k: int) -> None:
     print("\n## per-stage rates on the largest tensor (best of 3, warm cache)")
     ckpt = open_checkpoint(files[0], fmt)
     try:
-        items = [(n, np.asarray(a)) for n, a, _ in ckpt.tensors()]
+        items = [(n, np.asarray(a)) for n, a, *_ in ckpt.tensors()]
         name, big = max(items, key=lambda item: item[1].nbytes)
         big = big.copy()  # in memory, not a memory map
         del items
@@ -459,7 +459,7 @@ def _stream(path: Path, fmt: str) -> None:
 
     ckpt = open_checkpoint(path, fmt)
     try:
-        for _, array, _ in ckpt.tensors():
+        for _, array, *_ in ckpt.tensors():
             np.asarray(array).sum()  # touch every page
     finally:
         ckpt.close()

@@ -187,7 +187,7 @@ def test_adapter_checkpoint(tmp_path, rng):
     save_file(adapter, str(directory / "adapter_model.safetensors"))
     (directory / "adapter_config.json").write_text("{}")
     ckpt = open_hf_dir(directory)
-    got = {name: array for name, array, _ in ckpt.tensors()}
+    got = {name: array for name, array, *_ in ckpt.tensors()}
     assert set(got) == set(adapter)
     for name, want in adapter.items():
         assert_same(got[name], want)
@@ -201,7 +201,7 @@ def test_safetensors_preferred_over_bin(tmp_path, rng):
     save_file(state, str(directory / "model.safetensors"))
     (directory / "pytorch_model.bin").write_bytes(b"garbage that no reader could load")
     ckpt = open_hf_dir(directory)
-    assert {name for name, _, _ in ckpt.tensors()} == set(state)
+    assert {name for name, *_ in ckpt.tensors()} == set(state)
     assert ckpt.nbytes == (directory / "model.safetensors").stat().st_size
     ckpt.close()
 

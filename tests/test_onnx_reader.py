@@ -180,7 +180,7 @@ def test_subgraph_initializers_follow_the_main_graph(tmp_path, rng):
     path = tmp_path / "if.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     ckpt = open_onnx(path)
-    got = {name: array for name, array, _ in ckpt.tensors()}
+    got = {name: array for name, array, *_ in ckpt.tensors()}
     ckpt.close()
     # helper.make_node sorts attributes: else_branch is stored (and visited) first
     assert list(got) == ["layer.w", "w", "gate.then_branch.w"]

@@ -90,7 +90,7 @@ def test_float8_is_widened_exactly(tmp_path, name):
     t = torch.arange(256, dtype=torch.uint8).view(getattr(torch, name))  # every bit pattern
     save_torch({"x": t}, str(tmp_path / "f8.safetensors"))
     ckpt = open_safetensors(tmp_path / "f8.safetensors")
-    ((_, got, source),) = list(ckpt.tensors())
+    ((_, got, source, _),) = list(ckpt.tensors())
     ckpt.close()
     want = t.float().numpy()
     assert source == name and got.dtype == np.float32
@@ -133,7 +133,7 @@ def test_reader_matches_the_library(state):
         save_file(state, str(file))
         want = load_file(str(file))
         ckpt = open_safetensors(file)
-        got = {name: (array, source) for name, array, source in ckpt.tensors()}
+        got = {name: (array, source) for name, array, source, *_ in ckpt.tensors()}
         assert set(got) == set(want)
         for name, (array, source) in got.items():
             assert_same(array, want[name])
@@ -158,7 +158,7 @@ def test_ingest_roundtrip_property(state, step):
 def test_arrays_are_views_of_the_file_and_close_releases_the_map(tmp_path):
     save_file({"a": np.arange(6, dtype=np.float32)}, str(tmp_path / "a.safetensors"))
     ckpt = open_safetensors(tmp_path / "a.safetensors")
-    ((_, array, _),) = list(ckpt.tensors())
+    ((_, array, _, _),) = list(ckpt.tensors())
     assert not array.flags.owndata and not array.flags.writeable  # no copy was made
     ckpt.close()  # an array still views the map: closing is deferred, the array stays valid
     assert array.tolist() == list(range(6))
@@ -174,7 +174,7 @@ def test_unaligned_offsets_are_read_correctly(tmp_path):
         "u": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]},
         "f": {"dtype": "F32", "shape": [2], "data_offsets": [3, 11]}}, data)
     ckpt = open_safetensors(file)
-    got = {n: a for n, a, _ in ckpt.tensors()}
+    got = {n: a for n, a, *_ in ckpt.tensors()}
     assert list(got) == ["u", "f"]
     assert got["u"].tolist() == [1, 2, 3] and got["f"].tolist() == [1.5, -2.0]
 

@@ -147,7 +147,7 @@ def test_open_torch_streams_and_closes(tmp_path):
     ckpt = open_torch(_save(state, tmp_path / "s.pt"))
     assert ckpt.format == "torch" and ckpt.step is None and ckpt.metrics == {}
     assert ckpt.nbytes == (tmp_path / "s.pt").stat().st_size
-    assert [name for name, _, _ in ckpt.tensors()] == list(state)
+    assert [name for name, *_ in ckpt.tensors()] == list(state)
     ckpt.close()
     assert list(ckpt.tensors()) == []  # references dropped: the memory map can go
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from dynlab.errors import CheckpointError
 
-#: (name, array, dtype in the source)
-TensorItem = tuple[str, np.ndarray, str]
+#: (name, array, dtype in the source[, called once the array is stored, or None])
+TensorItem = tuple[str, np.ndarray, str] | tuple[str, np.ndarray, str, Callable[[], None] | None]
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dynlab.ingestion._sidecar import read_sidecar
 from dynlab.store import Run, Store, open_store
 
 #: Chunks zarr encodes and writes at once per array write while ingesting. zarr's default (10)
-#: buffers up to 10 × 2 × 4 MiB per write in flight; 4 measured as fast and ~50 MB leaner
+#: buffers up to 10 × 2 chunks per write in flight; 4 measured as fast and ~50 MB leaner
 #: (docs/benchmarks.md).
 WRITE_CONCURRENCY = 4
 

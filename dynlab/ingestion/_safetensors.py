@@ -28,6 +28,7 @@ import numpy as np
 
 from dynlab.errors import CheckpointError
 from dynlab.ingestion._base import Checkpoint, TensorItem, bfloat16_to_float32, one_line
+from dynlab.ingestion._pages import release_mmap_range
 
 #: the safetensors library refuses headers above this size, and so do we
 MAX_HEADER = 100_000_000
@@ -70,7 +71,8 @@ def open_safetensors(path: Path) -> Checkpoint:
 
     def tensors() -> Iterator[TensorItem]:
         for e in entries:
-            yield e.name, *_array(path, mm, data_start, e)
+            array, source = _array(path, mm, data_start, e)
+            yield e.name, array, source, _releaser(mm, data_start + e.begin, e.end - e.begin)
 
     def close() -> None:
         # arrays still viewing the map keep it alive: it is unmapped when the last one is freed
@@ -80,6 +82,14 @@ def open_safetensors(path: Path) -> Checkpoint:
     step, metrics = step_and_metrics(metadata)
     return Checkpoint(path, "safetensors", tensors, step=step, metrics=metrics, nbytes=size,
                       close=close)
+
+
+def _releaser(mm: mmap.mmap, offset: int, nbytes: int):
+    """Once stored, the tensor's pages of the mapped file need not stay resident."""
+    def release() -> None:
+        with contextlib.suppress(ValueError):  # the map was closed meanwhile: nothing to release
+            release_mmap_range(mm, offset, nbytes)
+    return release
 
 
 def read_header(path: Path) -> tuple[list[str], dict[str, str]]:

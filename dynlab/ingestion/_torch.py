@@ -21,6 +21,7 @@ import torch
 
 from dynlab.errors import CheckpointError
 from dynlab.ingestion._base import Checkpoint, TensorItem, one_line, scalar_metrics
+from dynlab.ingestion._pages import release_mapped
 
 #: Where training scripts keep the model's weights inside a checkpoint dict, in order of preference.
 WEIGHT_KEYS = ("model", "model_state_dict", "state_dict", "module", "net", "network", "weights")
@@ -34,7 +35,7 @@ _GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
 
 def open_torch(path: Path) -> Checkpoint:
     """Open a torch.save file; :class:`CheckpointError` if it is corrupt or needs code to load."""
-    content = _load(path)
+    content, mapped = _load(path)
     if isinstance(content, torch.Tensor):
         content = {path.stem: content}  # a bare tensor, named like a single-array .npy
     if not isinstance(content, Mapping):
@@ -48,13 +49,21 @@ def open_torch(path: Path) -> Checkpoint:
 
     def tensors() -> Iterator[TensorItem]:
         for name, tensor in held.get("entries", ()):
-            yield name, *torch_to_numpy(path, name, tensor)
+            array, source = torch_to_numpy(path, name, tensor)
+            yield name, array, source, (_releaser(tensor) if mapped else None)
 
     return Checkpoint(path, "torch", tensors, step=step, metrics=metrics,
                       nbytes=path.stat().st_size, close=held.clear)
 
 
-def _load(path: Path) -> Any:
+def _releaser(tensor: torch.Tensor):
+    """Once stored, the tensor's pages of the mapped file need not stay resident."""
+    storage = tensor.untyped_storage()  # held by the closure: the mapping outlives the call
+    return lambda: release_mapped(storage.data_ptr(), storage.nbytes())
+
+
+def _load(path: Path) -> tuple[Any, bool]:
+    """The unpickled content, and whether its tensors are memory-mapped from the file."""
     with open(path, "rb") as f:
         is_zip = f.read(4) == b"PK\x03\x04"
     if is_zip:
@@ -65,7 +74,7 @@ def _load(path: Path) -> Any:
             raise CheckpointError(
                 f"{path}: truncated or corrupt torch zip archive ({one_line(exc)})") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip), is_zip
     except pickle.UnpicklingError as exc:
         raise _unpickling_error(path, str(exc)) from None
     except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError,

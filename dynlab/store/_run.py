@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,9 @@ class TensorInfo:
 
 
 #: What ``Run.append`` accepts for tensors: a mapping name → array, or an iterable of
-#: ``(name, array)`` or ``(name, array, source_dtype)`` (readers stream the latter).
+#: ``(name, array)``, ``(name, array, source_dtype)`` or ``(name, array, source_dtype, done)``
+#: (readers stream these; ``done()`` is called once the tensor is stored, so a reader can release
+#: the memory behind ``array``).
 Tensors = Mapping[str, Any] | Iterable[tuple]
 
 
@@ -283,7 +285,10 @@ class Run:
             array = np.asarray(item[1])
             if i is None or tuple(array.shape) != self._tensors[i].shape:
                 return False
-            if tensor_hash(array.astype(self._tensors[i].dtype, copy=False)) != stored[i]:
+            same = tensor_hash(array.astype(self._tensors[i].dtype, copy=False)) == stored[i]
+            if len(item) > 3 and item[3] is not None:
+                item[3]()
+            if not same:
                 return False
             seen.add(i)
         return len(seen) == len(index)
@@ -326,7 +331,8 @@ class Run:
                 raise CheckpointError(f"invalid tensor name {name!r} (no '/', not starting with '.')")
             info = self._check_tensor(name, array, source_dtype, schema, first)
             array = array.astype(info.dtype, copy=False)
-            self._write_row(f"{L.PARAMS}/{name}", row, array, create=first)
+            done = item[3] if len(item) > 3 else None
+            self._write_row(f"{L.PARAMS}/{name}", row, array, create=first, done=done)
             seen[name] = info
             digests[name] = tensor_hash(array)
             if array.dtype.kind in "fc" and not np.isfinite(array).all():
@@ -367,7 +373,7 @@ class Run:
         return info
 
     def _write_row(self, key: str, row: int, value: np.ndarray, *, create: bool,
-                   fill_value: Any = 0) -> None:
+                   fill_value: Any = 0, done: Callable[[], None] | None = None) -> None:
         arr = None if create else self._arrays.get(key)
         if arr is None and not create and key in self._group:
             arr = self._arrays[key] = self._group[key]
@@ -380,7 +386,7 @@ class Run:
             self._arrays[key] = arr
         elif arr.shape[0] <= row:
             arr.resize((L.grown_capacity(arr.shape[0], row + 1), *arr.shape[1:]))
-        self._writes.submit(arr, row, value)
+        self._writes.submit(arr, row, value, done)
 
     def _write_row_extras(self, row: int, hashes: np.ndarray,
                           metrics: Mapping[str, float] | None) -> None:

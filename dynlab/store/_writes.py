@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +28,12 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _write(array: Any, row: int, value: np.ndarray, done: Callable[[], None] | None) -> None:
+    array[row] = value
+    if done is not None:
+        done()
+
+
 class RowWrites:
     """Bounded queue of ``array[row] = value`` writes running on a shared thread pool."""
 
@@ -35,11 +42,14 @@ class RowWrites:
         self._pending: deque[tuple[Future, int]] = deque()
         self._bytes = 0
 
-    def submit(self, array: Any, row: int, value: np.ndarray) -> None:
+    def submit(self, array: Any, row: int, value: np.ndarray,
+               done: Callable[[], None] | None = None) -> None:
+        """Queue ``array[row] = value``; ``done`` is called once it is written (readers use it to
+        let go of the source's memory)."""
         nbytes = int(value.nbytes)
         while self._pending and self._bytes + nbytes > self._max_bytes:
             self._wait_one()
-        self._pending.append((_pool().submit(array.__setitem__, row, value), nbytes))
+        self._pending.append((_pool().submit(_write, array, row, value, done), nbytes))
         self._bytes += nbytes
 
     def wait(self) -> None:
