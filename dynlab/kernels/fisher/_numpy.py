@@ -1,0 +1,143 @@
+"""Plain-numpy reference of the Fisher–Rao kernels: the definitions, used as the oracle in tests.
+
+Source: Thiruthummal, Kim, Shelyag, "Information Geometry of Evolution of Neural Network
+Parameters While Training" (arXiv 2406.05295); METHODS.md §1 states the discretisation.
+
+Inputs are assumed validated (``dynlab.geometry`` does that): edges float64, finite, strictly
+increasing; pdfs non-negative and normalised along the last axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["bhattacharyya", "distance_from_initial", "distance_matrix", "fisher_rao", "gaussian_length",
+           "gaussian_rate", "histogram_accumulate", "histogram_counts", "information_length",
+           "information_rate", "probabilities"]
+
+_SQRT2 = np.sqrt(2.0)
+
+
+# ---------------------------------------------------------------------------- histograms
+
+
+def histogram_counts(samples: np.ndarray | Sequence[np.ndarray], edges: np.ndarray) -> np.ndarray:
+    """Counts (T, B) int64 of each snapshot (a row of ``samples``) on the fixed ``edges`` (B+1,).
+
+    Bins are numpy's: [e_b, e_b+1) and the last one closed, [e_B−1, e_B]. Values outside
+    [e_0, e_B] are clipped into the end bins (±inf included); NaN is not counted.
+    """
+    out = np.zeros((len(samples), len(edges) - 1), dtype=np.int64)
+    for t, row in enumerate(samples):
+        histogram_accumulate(out[t], row, edges)
+    return out
+
+
+def histogram_accumulate(counts: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Add the counts of one chunk of ``values`` (any shape) into ``counts`` (B,) in place."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = np.clip(x[~np.isnan(x)], edges[0], edges[-1])
+    counts += np.histogram(x, bins=edges)[0]
+    return counts
+
+
+def probabilities(counts: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Counts normalised to sum 1 along ``axis`` (float64); an all-zero row becomes NaN."""
+    counts = np.asarray(counts, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return counts / counts.sum(axis=axis, keepdims=True)
+
+
+# ---------------------------------------------------------------------------- distances
+
+
+def _hellinger_chord(p: np.ndarray, q: np.ndarray, axis: int) -> np.ndarray:
+    """H = ‖√p − √q‖ (H² = 2 − 2·BC for normalised p, q), clipped to [0, √2]."""
+    diff = np.sqrt(p) - np.sqrt(q)
+    return np.minimum(np.sqrt(np.sum(diff * diff, axis=axis)), _SQRT2)
+
+
+def fisher_rao(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Fisher–Rao geodesic distance 2·arccos(Σ√(p·q)) between discrete distributions, in [0, π].
+
+    Computed as 4·arcsin(H/2) with H = ‖√p − √q‖, equal for normalised p, q (√p and √q are unit
+    vectors at angle φ = arccos BC, and their chord is H = 2·sin(φ/2)); the arccos form loses half
+    the digits near BC = 1 (an error ε in BC becomes √(2ε) in the angle), which is where
+    consecutive checkpoints are. Identical inputs give exactly 0.
+    """
+    return 4.0 * np.arcsin(0.5 * _hellinger_chord(p, q, axis))
+
+
+def bhattacharyya(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Bhattacharyya distance −ln Σ√(p·q), in [0, inf]; ``inf`` for disjoint supports.
+
+    Computed as −log1p(−H²/2) with H = ‖√p − √q‖ (BC = 1 − H²/2 for normalised p, q), accurate
+    for nearby distributions. No warning is raised for the disjoint case.
+    """
+    h = _hellinger_chord(p, q, axis)
+    with np.errstate(divide="ignore"):
+        return -np.log1p(-np.minimum(0.5 * h * h, 1.0))  # H ≤ √2 can round to H² > 2
+
+
+def distance_matrix(pdfs: np.ndarray) -> np.ndarray:
+    """(T, T) Fisher–Rao distances between all pairs of rows of ``pdfs`` (T, B).
+
+    Row by row with the chord form of :func:`fisher_rao` (not 2·arccos(√P·√Pᵀ), whose Gram matrix
+    rounds nearby pairs to BC ≈ 1 ± ε and identical rows to ≈ 1e-8 instead of 0).
+    """
+    u = np.sqrt(pdfs)
+    out = np.empty((len(u), len(u)))
+    for i in range(len(u)):
+        diff = u - u[i]
+        h = np.minimum(np.sqrt(np.sum(diff * diff, axis=1)), _SQRT2)
+        out[i] = 4.0 * np.arcsin(0.5 * h)
+    return out
+
+
+# ---------------------------------------------------------------------------- along a run
+
+
+def information_rate(pdfs: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Information rate Γ at the midpoints of consecutive snapshots: (Γ (T−1,), t_mid (T−1,)).
+
+    dL_k = Fisher–Rao(p_k, p_k+1) = 2·arccos(BC_k), Γ(t_k+½) = dL_k / (t_k+1 − t_k),
+    t_k+½ = (t_k + t_k+1)/2 (METHODS.md §1).
+    """
+    dl = fisher_rao(pdfs[:-1], pdfs[1:])
+    return dl / np.diff(t), 0.5 * (t[:-1] + t[1:])
+
+
+def information_length(pdfs: np.ndarray) -> np.ndarray:
+    """Information length L(t_k) = Σ_{j<k} dL_j, shape (T,), L[0] = 0."""
+    return np.concatenate([[0.0], np.cumsum(fisher_rao(pdfs[:-1], pdfs[1:]))])
+
+
+def distance_from_initial(pdfs: np.ndarray) -> np.ndarray:
+    """Geodesic distance D(t_k) = 2·arccos(Σ√(p_0·p_k)) from the first snapshot, shape (T,)."""
+    return fisher_rao(pdfs[:1], pdfs)
+
+
+# ---------------------------------------------------------------------------- Gaussian estimator
+
+
+def _gaussian_steps(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """dL_k = √(Δμ² + 2Δσ²) / σ_k+½ with σ_k+½ = (σ_k + σ_k+1)/2: Γ·Δt at the midpoints."""
+    return np.sqrt(np.diff(mu) ** 2 + 2.0 * np.diff(sigma) ** 2) / (0.5 * (sigma[:-1] + sigma[1:]))
+
+
+def gaussian_rate(mu: np.ndarray, sigma: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Γ of a Gaussian family N(μ(t), σ(t)²): Γ² = (μ̇² + 2σ̇²)/σ², at the midpoints.
+
+    Discretisation: μ̇ = Δμ/Δt and σ̇ = Δσ/Δt are the central differences at t_k+½ and σ is the
+    midpoint average (σ_k + σ_k+1)/2, all second-order accurate in Δt. A pure shift (σ constant)
+    is exact for any step; a pure rescale by r = σ_k+1/σ_k per step gives 2√2·tanh(ln r / 2)
+    instead of √2·ln r, a relative error of (ln r)²/12.
+    """
+    return _gaussian_steps(mu, sigma) / np.diff(t), 0.5 * (t[:-1] + t[1:])
+
+
+def gaussian_length(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Cumulative L (T,) of the Gaussian estimator, L[0] = 0: the sum of Γ·Δt of :func:`gaussian_rate`."""
+    return np.concatenate([[0.0], np.cumsum(_gaussian_steps(mu, sigma))])
