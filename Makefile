@@ -30,6 +30,7 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/histogram.py
 
 clean:
 	rm -rf $(VENV) demo-output bench-output .pytest_cache .ruff_cache
