@@ -154,3 +154,49 @@ def test_parameter_errors(fakes, store):
         api.run(store, "test-mean", params={"bins": "3"})
     with pytest.raises(dynlab.errors.StoreError, match="no run named 'zz'"):
         api.run(store, "test-mean", runs=["zz"])
+
+
+def test_a_dependency_change_reaches_its_dependents(fakes, store):
+    api.run(store, ["test-doubled"], runs=["a"])
+    report = api.run(store, ["test-doubled"], runs=["a"], params={"test-mean.scale": "10"})
+    assert _status(report) == {("test-mean", "a"): "computed", ("test-doubled", "a"): "computed"}
+    np.testing.assert_allclose(api.results(store, "test-doubled", "a")["twice"],
+                               2 * api.results(store, "test-mean", "a")["mean"])
+
+
+@dataclass(frozen=True)
+class AfterFragile(Analyzer):
+    name = "test-after-fragile"
+    version = "1"
+    description = "requires test-fragile"
+    requires = ("test-fragile",)
+    inputs = ()
+
+    def compute(self, view, *, backend="numpy"):
+        return xr.Dataset({"n": view.result("test-fragile")["n"]})
+
+
+def test_dependents_of_a_failed_task_are_skipped(fakes, store, rng, monkeypatch):
+    eps = dict(registry._entry_points())
+    eps[AfterFragile.name] = EntryPoint(AfterFragile.name, f"{__name__}:AfterFragile",
+                                        registry.GROUP)
+    monkeypatch.setattr(registry, "_entry_points", lambda: eps)
+    bad = store.create_run("bad")
+    bad.append(0, mlp_state(rng))
+    bad.append(1, mlp_state(rng))
+    status = _status(api.run(store, "test-after-fragile", runs=["a", "bad"]))
+    assert status[("test-fragile", "bad")] == "failed"
+    assert status[("test-after-fragile", "bad")] == "failed"
+    assert status[("test-after-fragile", "a")] == "computed"
+    failure = next(o for o in api.run(store, "test-after-fragile", runs=["bad"]).outcomes
+                   if o.analyzer == "test-after-fragile")
+    assert failure.message == "skipped: test-fragile failed on 'bad'"
+
+
+def test_a_missing_store_is_not_created(tmp_path, fakes):
+    with pytest.raises(dynlab.errors.StoreError, match="no dynlab store"):
+        api.run(tmp_path / "typo.zarr", "test-mean")
+    assert not (tmp_path / "typo.zarr").exists()
+    dynlab.open_store(tmp_path / "empty.zarr", mode="a")
+    with pytest.raises(dynlab.errors.StoreError, match="has no runs to analyse"):
+        api.run(tmp_path / "empty.zarr", "test-mean")

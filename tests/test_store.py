@@ -208,3 +208,37 @@ def test_bfloat16_source_dtype_is_recorded(store_path):
     run.append(0, [("w", np.ones((2, 2), np.float32), "bfloat16")])
     info = dynlab.open_store(store_path).run("r").tensors[0]
     assert (info.dtype, info.source_dtype) == ("float32", "bfloat16")
+
+
+def test_a_failed_background_write_never_lands_later(store_path, monkeypatch):
+    """One row write fails while another is slow: the append fails, and a retry of the same step
+    must not be overwritten by the slow write of the failed attempt."""
+    import time
+
+    from dynlab.store import _writes
+
+    run = dynlab.open_store(store_path, mode="a").create_run("r")
+    run.append(0, {"a": np.zeros(4, np.float32), "b": np.zeros(4, np.float32)})
+    original, calls = _writes._write, []
+
+    def flaky(array, row, value, done):
+        calls.append(row)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        if len(calls) == 2:
+            time.sleep(0.5)
+        return original(array, row, value, done)
+
+    monkeypatch.setattr(_writes, "_write", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        run.append(1, {"a": np.full(4, 1, np.float32), "b": np.full(4, 1, np.float32)})
+    run.append(1, {"a": np.full(4, 2, np.float32), "b": np.full(4, 2, np.float32)})
+    time.sleep(0.6)
+    r = dynlab.open_store(store_path).run("r")
+    assert r.read("a", [1])[0].tolist() == [2.0] * 4 and r.read("b", [1])[0].tolist() == [2.0] * 4
+
+
+def test_the_sentinel_step_is_refused(store_path):
+    run = dynlab.open_store(store_path, mode="a").create_run("r")
+    with pytest.raises(CheckpointError, match="reserved"):
+        run.append(int(L.STEP_SENTINEL), {"w": np.zeros(2)})

@@ -276,3 +276,22 @@ def test_any_dtype_and_shape_round_trips(tensors, legacy):
         run = _ingest(path, Path(tmp) / "store.zarr")
         assert [t.shape for t in run.tensors] == [tuple(t.shape) for t in tensors]
         _assert_checkpoint(run, 4, state)
+
+
+def test_byte_swapped_shared_storage_is_stored_correctly(tmp_path):
+    """A big-endian file: torch swaps the mapped storage in place (private pages). Releasing the
+    pages of a stored tensor must never make a tensor sharing that storage read unswapped bytes."""
+    from torch.serialization import LoadEndianness, get_default_load_endianness, set_default_load_endianness
+
+    w = torch.arange(4096, dtype=torch.float32)
+    path = tmp_path / "be_1.pt"
+    torch.save({"w": w, "v": w.view(64, 64)}, path, _disable_byteorder_record=True)
+    before = get_default_load_endianness()
+    set_default_load_endianness(LoadEndianness.BIG)
+    try:
+        truth = torch.load(path, weights_only=True)
+        run = _ingest(path, tmp_path / "s.zarr")
+    finally:
+        set_default_load_endianness(before)
+    for name in ("w", "v"):
+        np.testing.assert_array_equal(run.read(name, [1])[0], truth[name].numpy())

@@ -32,6 +32,8 @@ class Task:
 @dataclass
 class Plan:
     levels: list[list[Task]] = field(default_factory=list)
+    #: analyzer → the analyzers it requires (to skip tasks whose dependency failed)
+    requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[Task]:
@@ -122,6 +124,7 @@ def make_plan(names: Sequence[str], runs: Sequence[str], attrs: Mapping[str, Map
     per = split_params(classes, params)
     plan = Plan()
     for cls in classes:
+        plan.requires[cls.name] = tuple(cls.requires)
         chosen = choose_backend(cls, backend)
         plan.levels.append([Task(cls.name, per[cls.name], target, members, chosen, force)
                             for target, members in targets(cls, runs, attrs)])

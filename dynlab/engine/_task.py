@@ -7,6 +7,7 @@ dask.distributed worker, which opens the store by its path or URL.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ def fingerprint(cls: type[Analyzer], runs: list[Run], store: Store, target: str)
     for dep in cls.requires:
         for member in ([target] if cls.scope == "run" else [r.name for r in runs]):
             info = store.result_info(dep, member) or {}
-            h.update(f"{dep}:{info.get('fingerprint')}:{info.get('version')}".encode())
+            # the dependency's own inputs, version and params: any change to it reaches us
+            h.update(json.dumps([dep, info.get("fingerprint"), info.get("version"),
+                                 info.get("params")], sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 

@@ -50,7 +50,8 @@ def open_torch(path: Path) -> Checkpoint:
     def tensors() -> Iterator[TensorItem]:
         for name, tensor in held.get("entries", ()):
             array, source = torch_to_numpy(path, name, tensor)
-            yield name, array, source, (_releaser(tensor) if mapped else None)
+            releasable = mapped and tensor.layout == torch.strided and not tensor.is_quantized
+            yield name, array, source, (_releaser(tensor) if releasable else None)
 
     return Checkpoint(path, "torch", tensors, step=step, metrics=metrics,
                       nbytes=path.stat().st_size, close=held.clear)

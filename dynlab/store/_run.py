@@ -1,8 +1,8 @@
 """One training run in the store: committed checkpoints, read access, and the append protocol.
 
 Commit protocol (DESIGN.md): every per-step array is written at row ``T`` first (params, metrics,
-hashes), then ``step`` is resized to ``T + 1`` and ``step[T]`` written. Zarr writes each object
-atomically (write to a temporary file, then rename), so a reader always sees either the old or the
+hashes), then ``step`` is resized to ``T + 1`` and ``step[T]`` written. Zarr (≥ 3.1.3) writes each
+object atomically (write to a temporary file, then rename), so a reader always sees either the old or the
 new ``step``. A crash between the resize and the value leaves ``step[T]`` at its fill value,
 :data:`STEP_SENTINEL`, which readers do not count. Rows at or beyond the committed length are
 leftovers of an interrupted write: never read, and overwritten by the next append.
@@ -238,6 +238,8 @@ class Run:
         ones must match. On any error nothing is committed.
         """
         step = int(step)
+        if step == L.STEP_SENTINEL:
+            raise CheckpointError(f"step {step} is reserved (it marks an uncommitted slot)")
         with self.writing():
             n = len(self._steps)
             if n and step <= self._steps[-1]:
@@ -309,10 +311,10 @@ class Run:
         """Rows are written in the background; leave the block only once all are on disk."""
         try:
             yield
+            self._writes.wait()
         except BaseException:
-            self._writes.abandon()
+            self._writes.abandon()  # nothing of this attempt may land after we return
             raise
-        self._writes.wait()
 
     def _write_tensors(self, row: int, tensors: Tensors, *, first: bool
                        ) -> tuple[np.ndarray, dict[str, str]]:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dynlab.errors import StoreError
+from dynlab.errors import MissingDependencyError, StoreError
 from dynlab.store import _layout as L
 from dynlab.store import _results
 from dynlab.store._listing import child_names
@@ -57,6 +57,8 @@ class Store:
                 self._root = zarr.open_group(target, mode="r" if self.read_only else "a")
         except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
             raise StoreError(f"{self.location}: cannot open as a dynlab store ({exc})") from None
+        except ImportError as exc:  # an fsspec URL whose filesystem package is missing
+            raise MissingDependencyError(f"{self.location}: {exc}") from None
         meta = self._root.attrs.get(L.ROOT_KEY)
         if meta is None:
             if self.read_only or child_names(self._root, self.local_path, "", "group") or (
@@ -103,10 +105,18 @@ class Store:
             return run
         if attrs and L.INTERNAL in attrs:
             raise StoreError(f"'{L.INTERNAL}' is a reserved run attribute")
-        runs = self._root.require_group(L.RUNS)
-        group = runs.require_group(name)
-        group.attrs.update({**(attrs or {}), L.INTERNAL: {"tensors": []}})
-        return Run(self, name, group)
+        group = self._root.require_group(L.RUNS).require_group(name)
+        run = Run(self, name, group)
+        with run.writing():  # under the lock: a concurrent creator cannot overwrite bookkeeping
+            if L.INTERNAL in dict(run._group.attrs):  # created meanwhile by another process
+                if not exist_ok:
+                    raise StoreError(f"{self.location}: run '{name}' already exists")
+                if attrs:
+                    run.update_attrs(**attrs)
+            else:
+                run._group.attrs.update({**(attrs or {}), L.INTERNAL: {"tensors": []}})
+                run.refresh()
+        return run
 
     # ------------------------------------------------------------------ results
 
