@@ -136,11 +136,7 @@ class Run:
         return sum(t.size for t in self._tensors)
 
     def tensor(self, name: str) -> TensorInfo:
-        for t in self._tensors:
-            if t.name == name:
-                return t
-        raise StoreError(f"run '{self.name}' has no tensor '{name}'"
-                         + _did_you_mean(name, [t.name for t in self._tensors]))
+        return find_tensor(self._tensors, name, self.name)
 
     def rows(self, steps: Iterable[int] | None) -> np.ndarray | slice:
         """Row indices of ``steps`` (all committed rows if None)."""
@@ -424,6 +420,16 @@ class Run:
         arr.resize((row + 1,))
         arr[row] = step
         self._steps = np.append(self._steps[:row], np.int64(step))
+
+
+def find_tensor(tensors: Iterable[TensorInfo], name: str, run: str) -> TensorInfo:
+    """The tensor called ``name``; a :class:`StoreError` naming ``run`` and a close match."""
+    tensors = list(tensors)
+    for t in tensors:
+        if t.name == name:
+            return t
+    raise StoreError(f"run '{run}' has no tensor '{name}'"
+                     + _did_you_mean(name, [t.name for t in tensors]))
 
 
 def step_rows(steps: np.ndarray, wanted: Iterable[int] | int, run: str) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dynlab.errors import StoreError
-from dynlab.store import TensorInfo, check_run_name, step_rows
+from dynlab.store import TensorInfo, check_run_name, find_tensor, step_rows
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -116,10 +116,7 @@ class MemoryRun:
         return sum(t.size for t in self._tensors)
 
     def tensor(self, name: str) -> TensorInfo:
-        for t in self._tensors:
-            if t.name == name:
-                return t
-        raise StoreError(f"run '{self.name}' has no tensor '{name}'")
+        return find_tensor(self._tensors, name, self.name)
 
     def _rows(self, steps: Iterable[int] | int | None) -> np.ndarray | slice:
         if steps is None:
