@@ -32,8 +32,13 @@ def overfitting_onset(metrics: Mapping[str, np.ndarray], steps: np.ndarray) -> i
 
 
 def step_variables(ds: xr.Dataset) -> list[str]:
-    """Data variables with a ``step`` dim and at most one other dim: what a line plot can show."""
-    return [n for n, v in ds.data_vars.items() if "step" in v.dims and v.ndim <= 2]
+    """Data variables with a step-like dim (``step``, ``step_mid``) and at most one other dim:
+    what a line plot (or, for a step × step matrix, an image) can show."""
+    return [n for n, v in ds.data_vars.items() if _step_dim(v) and v.ndim <= 2]
+
+
+def _step_dim(da) -> str | None:
+    return next((d for d in da.dims if d in ("step", "step_mid")), None)
 
 
 def plot_result(analyzer: str, results: Mapping[str, xr.Dataset],
@@ -54,14 +59,19 @@ def plot_result(analyzer: str, results: Mapping[str, xr.Dataset],
         for row, var in enumerate(variables):
             ax = axes[row][col]
             da = ds[var]
-            other = [d for d in da.dims if d != "step"]
-            if other:
+            step = _step_dim(da)
+            other = [d for d in da.dims if d != step]
+            if other and other[0] == "step_other":  # a step × step matrix: an image
+                ax.pcolormesh(da[step], da["step_other"], np.asarray(da).T, shading="nearest")
+                ax.set_aspect("equal")
+            elif other:
                 for label in da[other[0]].values[:MAX_LINES]:
-                    ax.plot(da["step"], da.sel({other[0]: label}), lw=1, label=str(label))
+                    ax.plot(da[step], da.sel({other[0]: label}), lw=1, label=str(label))
             else:
-                ax.plot(da["step"], da, lw=1)
-            positive = np.asarray(da, dtype=float)
-            if np.all(positive[np.isfinite(positive)] > 0):
+                ax.plot(da[step], da, lw=1)
+            values = np.asarray(da, dtype=float)
+            finite = values[np.isfinite(values)]
+            if not (other and other[0] == "step_other") and finite.size and np.all(finite > 0):
                 ax.set_yscale("log")
             onset = (onsets or {}).get(run)
             if onset is not None:
@@ -73,7 +83,9 @@ def plot_result(analyzer: str, results: Mapping[str, xr.Dataset],
             if row == len(variables) - 1:
                 ax.set_xlabel("step")
             ax.tick_params(labelsize=7)
-    axes[0][-1].legend(fontsize=6, loc="best")
+    for row_axes in axes:
+        if row_axes[-1].get_legend_handles_labels()[0]:
+            row_axes[-1].legend(fontsize=6, loc="best")
     fig.suptitle(analyzer, fontsize=10)
     if path is not None:
         fig.savefig(path, dpi=110)
