@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from dynlab import api
 from dynlab.report import overfitting_onset, plot_result
 
@@ -70,6 +72,18 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 64, 128),
              "minimum")
         for name in st.results["weight-change"]:
             echo(f"{name:<10} {_rwc_summary(st.result('weight-change', name), onsets[name])}")
+
+    if "fisher-velocity" in st.results:
+        echo("\nfisher-velocity (pooled): information length L at the validation-loss minimum and "
+             "at the end;\nL on every 2nd checkpoint / L on all (≈ 1 when L measures movement, "
+             "not snapshot noise)")
+        for name in st.results["fisher-velocity"]:
+            ds = st.result("fisher-velocity", name)
+            length = ds["length"].sel(layer="all")
+            at = float(length.sel(step=onsets[name], method="nearest")) if onsets[name] else np.nan
+            ratio = ds.attrs.get("subsample_ratio", {}).get("all", np.nan)
+            echo(f"{name:<10} L = {at:.2f} (step {onsets[name]})  {float(length[-1]):.2f} (end)"
+                 f"   ratio {ratio:.2f}")
 
     figures = []
     for analyzer, targets in st.results.items():

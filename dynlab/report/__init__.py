@@ -34,7 +34,8 @@ def overfitting_onset(metrics: Mapping[str, np.ndarray], steps: np.ndarray) -> i
 def step_variables(ds: xr.Dataset) -> list[str]:
     """Data variables with a step-like dim (``step``, ``step_mid``) and at most one other dim:
     what a line plot (or, for a step × step matrix, an image) can show."""
-    return [n for n, v in ds.data_vars.items() if _step_dim(v) and v.ndim <= 2]
+    return [n for n, v in ds.data_vars.items()
+            if _step_dim(v) and (v.ndim <= 2 or (v.ndim == 3 and "layer" in v.dims))]
 
 
 def _step_dim(da) -> str | None:
@@ -59,6 +60,8 @@ def plot_result(analyzer: str, results: Mapping[str, xr.Dataset],
         for row, var in enumerate(variables):
             ax = axes[row][col]
             da = ds[var]
+            if da.ndim == 3:  # per layer: show the first (the pooled curve comes first)
+                da = da.isel(layer=0)
             step = _step_dim(da)
             other = [d for d in da.dims if d != step]
             if other and other[0] == "step_other":  # a step × step matrix: an image

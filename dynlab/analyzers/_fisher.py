@@ -1,0 +1,159 @@
+"""The streaming passes shared by ``fisher-velocity`` and ``fisher-distance`` (METHODS.md §1).
+
+Two passes over the run, each tensor read once per pass with ``view.read(name)`` (one tensor over
+all steps in memory at a time, never the run):
+
+1. :func:`scan` — the range [lo, hi] of every tensor over the whole run, and its mean and standard
+   deviation per step (the Gaussian estimator needs nothing else). The pooled curve ``"all"``
+   combines the layers: its range is the union of theirs; its moments are the size-weighted
+   combination of the layers' (exact: pooled variance = Σ n_l (var_l + (μ_l − μ)²) / N).
+2. :func:`count` — histogram counts per step on **fixed** edges (the same for every step), per
+   layer on the layer's edges and pooled on the pooled edges, with the backend's
+   ``histogram_counts`` kernel (``dynlab.kernels.fisher``, the one behind
+   :func:`dynlab.geometry.histogram_counts`; analyzers sit beside ``dynlab.geometry`` in the layers,
+   so they call the kernels directly). Pooled counts are accumulated tensor by tensor.
+
+``clip`` > 0 narrows a range to quantiles (clip, 1 − clip). The exact quantile of a whole run is
+not streamable, so this is an approximation: a layer's range is the widest of the quantile ranges
+of its **first and last** checkpoints, and the pooled range is the union of the layers' clipped
+ranges. Values outside the edges fall into the end bins (``histogram_counts`` clips them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dynlab.analyzers._contract import AnalyzerInputError
+from dynlab.analyzers.weight_change import select_layers
+from dynlab.kernels import fisher as _k
+
+POOLED = "all"
+
+
+def bin_rule(n_values: int, bins: int, max_bins: int) -> int:
+    """``bins`` if > 0, else rule B = ⌊2.59·P^(1/3)⌋ (P values per snapshot) capped at ``max_bins``;
+    at least 1."""
+    if bins > 0:
+        return int(bins)
+    return int(max(1, min(max_bins, np.floor(2.59 * n_values ** (1.0 / 3.0)))))
+
+
+def uniform_edges(lo: float, hi: float, n_bins: int) -> np.ndarray:
+    """``n_bins`` equal bins over [lo, hi]; a degenerate range (a constant tensor) is widened by
+    ±0.5 so the edges stay strictly increasing (every value lands in one bin)."""
+    if not hi > lo:
+        lo, hi = lo - 0.5, lo + 0.5
+    return np.linspace(lo, hi, n_bins + 1)
+
+
+@dataclass
+class Scan:
+    """What pass 1 learns: per curve (layer names and ``"all"``) its range, size and moments."""
+
+    names: list[str]
+    excluded: dict[str, str]
+    size: dict[str, int] = field(default_factory=dict)
+    lo: dict[str, float] = field(default_factory=dict)
+    hi: dict[str, float] = field(default_factory=dict)
+    mean: dict[str, np.ndarray] = field(default_factory=dict)
+    std: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def choose_layers(view: Any, subset: str, analyzer: str) -> tuple[list[str], dict[str, str]]:
+    """Tensors to analyse: ``subset="all"`` every non-empty floating tensor, ``"weights"`` those
+    with ndim > 1 that are not normalisation layers (the rule of ``weight-change``)."""
+    steps = np.asarray(view.steps)
+    if len(steps) < 2:
+        raise AnalyzerInputError(f"run '{view.name}' has {len(steps)} checkpoint(s); "
+                                 f"{analyzer} needs at least 2")
+    names, excluded = select_layers(view.tensors, subset)
+    sizes = {t.name: int(np.prod(t.shape, dtype=np.int64)) for t in view.tensors}
+    for n in [n for n in names if sizes[n] == 0]:
+        names.remove(n)
+        excluded[n] = "empty"
+    if not names:
+        raise AnalyzerInputError(f"run '{view.name}': no tensor matches subset={subset}; "
+                                 f"try -p {analyzer}.subset=all")
+    return names, excluded
+
+
+def _finite_range(x: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(x.min()), float(x.max())
+    if np.isfinite(lo) and np.isfinite(hi):
+        return lo, hi
+    finite = x[np.isfinite(x)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+
+
+def scan(view: Any, names: list[str], excluded: dict[str, str], clip: float) -> Scan:
+    """Pass 1 (see the module docstring)."""
+    out = Scan(names, excluded)
+    n_steps = len(np.asarray(view.steps))
+    s1 = np.zeros(n_steps)  # Σ n_l μ_l
+    for name in names:
+        x = np.asarray(view.read(name)).reshape(n_steps, -1)
+        lo, hi = _finite_range(x)
+        if clip > 0:
+            ends = x[[0, -1]].astype(np.float64)
+            q = np.nanquantile(np.where(np.isfinite(ends), ends, np.nan), [clip, 1 - clip], axis=1)
+            if np.isfinite(q).all():
+                lo, hi = float(q[0].min()), float(q[1].max())
+        out.size[name], out.lo[name], out.hi[name] = x.shape[1], lo, hi
+        out.mean[name] = x.mean(axis=1, dtype=np.float64)
+        out.std[name] = np.sqrt(x.var(axis=1, dtype=np.float64))
+        s1 += x.shape[1] * out.mean[name]
+        del x
+    total = sum(out.size[n] for n in names)
+    mu = s1 / total
+    var = sum(out.size[n] * (out.std[n] ** 2 + (out.mean[n] - mu) ** 2) for n in names) / total
+    out.size[POOLED], out.mean[POOLED], out.std[POOLED] = total, mu, np.sqrt(var)
+    out.lo[POOLED] = min(out.lo[n] for n in names)
+    out.hi[POOLED] = max(out.hi[n] for n in names)
+    return out
+
+
+def edges_for(sc: Scan, bins: int, max_bins: int) -> dict[str, np.ndarray]:
+    """Fixed edges of every curve: the bin rule on its size, over its range."""
+    return {c: uniform_edges(sc.lo[c], sc.hi[c], bin_rule(sc.size[c], bins, max_bins))
+            for c in [POOLED, *sc.names]}
+
+
+def count(view: Any, names: list[str], edges: dict[str, np.ndarray], backend: str,
+          per_layer: bool) -> dict[str, np.ndarray]:
+    """Pass 2: counts (T, B) int64 per curve; the pooled ones summed over the tensors."""
+    kernel = _k.backend(backend)
+    n_steps = len(np.asarray(view.steps))
+    out = {POOLED: np.zeros((n_steps, len(edges[POOLED]) - 1), dtype=np.int64)}
+    for name in names:
+        x = np.asarray(view.read(name)).reshape(n_steps, -1)
+        out[POOLED] += kernel.histogram_counts(x, edges[POOLED])
+        if per_layer:
+            out[name] = kernel.histogram_counts(x, edges[name])
+        del x
+    return out
+
+
+def gaussian_distance(mu0: Any, sd0: Any, mu1: Any, sd1: Any) -> np.ndarray:
+    """Fisher–Rao geodesic distance between N(μ0, σ0²) and N(μ1, σ1²) (broadcasting).
+
+    The metric ds² = (dμ² + 2dσ²)/σ² is √2 times the hyperbolic half-plane in (μ/√2, σ), so
+    D = √2·arccosh(1 + ((μ0 − μ1)²/2 + (σ0 − σ1)²)/(2σ0σ1)): a pure shift gives ≈ |Δμ|/σ for
+    small shifts, a rescale s gives √2·|ln s| exactly.
+    """
+    mu0, sd0, mu1, sd1 = (np.asarray(a, dtype=np.float64) for a in (mu0, sd0, mu1, sd1))
+    arg = ((mu0 - mu1) ** 2 / 2 + (sd0 - sd1) ** 2) / (2 * sd0 * sd1)
+    # arccosh(1 + a) = log1p(a + √(a(a + 2))): accurate for the small a of nearby checkpoints
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(2.0) * np.log1p(arg + np.sqrt(arg * (arg + 2)))
+
+
+def gaussian_ok(mu: np.ndarray, sd: np.ndarray) -> bool:
+    """Whether the Gaussian estimator applies: finite means, finite positive deviations."""
+    return bool(np.isfinite(mu).all() and (np.isfinite(sd) & (sd > 0)).all())
+
+
+def curve_names(sc: Scan, per_layer: bool) -> list[str]:
+    return [POOLED, *sc.names] if per_layer else [POOLED]

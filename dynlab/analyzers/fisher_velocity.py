@@ -1,0 +1,153 @@
+"""``fisher-velocity``: information rate Γ, information length L and geodesic distance from the
+first checkpoint of the distribution of parameter values, pooled and per layer.
+
+METHODS.md §1; Thiruthummal, Kim, Shelyag, arXiv 2406.05295. With the histogram estimator, on
+fixed global edges (see :mod:`dynlab.analyzers._fisher` for the two streaming passes):
+
+    dL_k = 2·arccos(Σ_b √(p_k,b p_k+1,b)),   Γ(t_k+½) = dL_k/(t_k+1 − t_k),   L(t_k) = Σ_{j<k} dL_j,
+    D(t_k) = 2·arccos(Σ_b √(p_0,b p_k,b)).
+
+With the Gaussian estimator, Γ² = (μ̇² + 2σ̇²)/σ² from the mean and standard deviation of each
+step, and D the closed-form Fisher–Rao distance between Gaussians.
+
+The subsampling check: L over every 2nd snapshot divided by L over all of them, up to the same
+last snapshot (attrs ``subsample_ratio``, per curve). A smooth path gives ≈ 1; snapshot noise
+(sampling, quantisation) adds a floor to every increment, so the ratio drops towards 1/√2 or
+below, and :class:`UnreliableLengthWarning` is raised when |1 − ratio| > ``SUBSAMPLE_TOLERANCE``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dynlab.analyzers import _fisher as fs
+from dynlab.analyzers._contract import Analyzer, Output
+from dynlab.analyzers._params import Boolean, Interval, Options, param
+from dynlab.errors import DynlabWarning
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+#: |1 − L(every 2nd snapshot)/L(all)| above which L is reported as unreliable
+SUBSAMPLE_TOLERANCE = 0.10
+
+
+class UnreliableLengthWarning(DynlabWarning):
+    """Information length on every 2nd snapshot differs from L on all snapshots by more than
+    10 %: L is measuring snapshot noise (histogram quantisation, sampling), not movement."""
+
+
+@dataclass(frozen=True)
+class FisherVelocity(Analyzer):
+    """Information rate, information length and distance from init of the parameter distribution."""
+
+    name: ClassVar[str] = "fisher-velocity"
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ("information rate, information length and geodesic distance from "
+                                  "the first checkpoint of the parameter distribution (Fisher metric)")
+    scope: ClassVar[str] = "run"
+    inputs: ClassVar[tuple[str, ...]] = ("params",)
+    backends: ClassVar[tuple[str, ...]] = ("numpy", "numba", "torch")
+    min_steps: ClassVar[int] = 2
+    outputs: ClassVar[dict[str, Output]] = {
+        "rate": Output(("step_mid", "layer"), "1/step",
+                       "information rate Γ between consecutive checkpoints, at their midpoint"),
+        "length": Output(("step", "layer"), "1",
+                         "information length L: Fisher–Rao path length from the first checkpoint"),
+        "distance": Output(("step", "layer"), "1",
+                           "Fisher–Rao geodesic distance from the first checkpoint"),
+    }
+
+    subset: str = param("all", Options("all", "weights"),
+                        "all: every float tensor; weights: ndim > 1 and not norm layers")
+    per_layer: bool = param(True, Boolean(), "also give every tensor's curves (the pooled 'all' always)")
+    bins: int = param(0, Interval(int, 0, None), "histogram bins; 0 = ⌊2.59·P^(1/3)⌋ capped at max_bins")
+    max_bins: int = param(200, Interval(int, 1, None), "cap of the automatic bin rule")
+    clip: float = param(0.0, Interval(float, 0.0, 0.1),
+                        "clip the range to quantiles (clip, 1−clip) of the first and last checkpoints")
+    estimator: str = param("histogram", Options("histogram", "gaussian"),
+                           "histogram on fixed edges, or Gaussian Γ² = (μ̇² + 2σ̇²)/σ²")
+
+    def compute(self, view: Any, *, backend: str = "numpy") -> xr.Dataset:
+        import xarray as xr
+
+        names, excluded = fs.choose_layers(view, self.subset, self.name)
+        steps = np.asarray(view.steps, dtype=np.int64)
+        t = steps.astype(np.float64)
+        sc = fs.scan(view, names, excluded, self.clip)
+        curves = fs.curve_names(sc, self.per_layer)
+        attrs: dict[str, Any] = {"estimator": self.estimator, "subset": self.subset,
+                                 "range": {c: [sc.lo[c], sc.hi[c]] for c in curves},
+                                 "excluded": excluded}
+        if self.estimator == "histogram":
+            edges = fs.edges_for(sc, self.bins, self.max_bins)
+            counts = fs.count(view, names, edges, backend, self.per_layer)
+            rate, length, dist, half = _histogram_curves(counts, curves, t)
+            attrs["bins"] = {c: len(edges[c]) - 1 for c in curves}
+        else:
+            rate, length, dist, half = _gaussian_curves(sc, curves, t)
+        attrs["subsample_ratio"] = _subsample_ratios(length, half, curves, view.name)
+        return xr.Dataset(
+            {"rate": (("step_mid", "layer"), rate.T), "length": (("step", "layer"), length.T),
+             "distance": (("step", "layer"), dist.T)},
+            coords={"step": steps, "step_mid": 0.5 * (t[:-1] + t[1:]),
+                    "layer": np.array(curves, dtype=str)},
+            attrs=attrs,
+        )
+
+
+def _histogram_curves(counts: dict[str, np.ndarray], curves: list[str], t: np.ndarray):
+    from dynlab.kernels import fisher as g
+
+    rate, length, dist, half = [], [], [], []
+    for c in curves:
+        p = g.probabilities(counts[c])
+        rate.append(g.information_rate(p, t)[0])
+        length.append(g.information_length(p))
+        dist.append(g.distance_from_initial(p))
+        half.append(g.information_length(p[::2])[-1])
+    return np.array(rate), np.array(length), np.array(dist), np.array(half)
+
+
+def _gaussian_curves(sc: fs.Scan, curves: list[str], t: np.ndarray):
+    from dynlab.kernels import fisher as g
+
+    n = len(t)
+    rate, length, dist, half = (np.full((len(curves), m), np.nan) for m in (n - 1, n, n, 1))
+    for i, c in enumerate(curves):
+        mu, sd = sc.mean[c], sc.std[c]
+        if not fs.gaussian_ok(mu, sd):  # a constant or non-finite tensor: no Gaussian, NaN curves
+            continue
+        rate[i] = g.gaussian_rate(mu, sd, t)[0]
+        length[i] = g.gaussian_length(mu, sd)
+        dist[i] = fs.gaussian_distance(mu[0], sd[0], mu, sd)
+        half[i] = g.gaussian_length(mu[::2], sd[::2])[-1]
+    return rate, length, dist, half[:, 0]
+
+
+def _subsample_ratios(length: np.ndarray, half: np.ndarray, curves: list[str], run: str
+                      ) -> dict[str, float]:
+    """{curve: L(every 2nd)/L(all) up to the same last snapshot}; empty with < 3 checkpoints (no
+    subsample to compare); curves with a non-finite L are left out. Warns on disagreement."""
+    n = length.shape[1]
+    if n < 3:
+        return {}
+    last = 2 * ((n - 1) // 2)  # the last snapshot of the subsample
+    ratios: dict[str, float] = {}
+    for c, full, sub in zip(curves, length[:, last], half, strict=True):
+        if np.isfinite(full) and np.isfinite(sub):
+            ratios[c] = 1.0 if full == 0 else float(sub / full)
+    bad = {c: r for c, r in ratios.items() if abs(1 - r) > SUBSAMPLE_TOLERANCE}
+    if bad:
+        shown = ", ".join(f"{c}: {r:.2f}" for c, r in list(bad.items())[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        warnings.warn(
+            f"fisher-velocity on run '{run}': information length on every 2nd checkpoint differs "
+            f"from L on all by more than {SUBSAMPLE_TOLERANCE:.0%} ({shown}{more}); L is measuring "
+            "snapshot noise, not movement: use fewer bins, fewer checkpoints, or estimator=gaussian",
+            UnreliableLengthWarning, stacklevel=3)
+    return ratios
