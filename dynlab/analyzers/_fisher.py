@@ -26,11 +26,28 @@ from typing import Any
 
 import numpy as np
 
-from dynlab.analyzers._contract import AnalyzerInputError
+from dynlab.analyzers._contract import Analyzer, AnalyzerInputError
+from dynlab.analyzers._params import Boolean, Interval, Options, param
 from dynlab.analyzers.weight_change import select_layers
 from dynlab.kernels import fisher as _k
 
 POOLED = "all"
+
+
+@dataclass(frozen=True)
+class DistributionParams(Analyzer):
+    """The parameters both analyzers of the parameter distribution declare (one declaration)."""
+
+    subset: str = param("all", Options("all", "weights"),
+                        "all: every float tensor; weights: ndim > 1 and not norm layers")
+    per_layer: bool = param(True, Boolean(), "also per tensor (the pooled 'all' always)")
+    bins: int = param(0, Interval(int, 0, None), "histogram bins; 0 = ⌊2.59·P^(1/3)⌋ capped at max_bins")
+    max_bins: int = param(200, Interval(int, 1, None), "cap of the automatic bin rule")
+    clip: float = param(0.0, Interval(float, 0.0, 0.1),
+                        "clip the range to quantiles (clip, 1−clip) of the first and last checkpoints")
+    estimator: str = param("histogram", Options("histogram", "gaussian"),
+                           "histogram on fixed edges, or Gaussian (Γ² = (μ̇² + 2σ̇²)/σ², closed-form "
+                           "distance)")
 
 
 def bin_rule(n_values: int, bins: int, max_bins: int) -> int:

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from dynlab.analyzers import _fisher as fs
-from dynlab.analyzers._contract import Analyzer, Output
-from dynlab.analyzers._params import Boolean, Interval, Options, param
+from dynlab.analyzers._contract import Output
 
 if TYPE_CHECKING:
     import xarray as xr
 
 
 @dataclass(frozen=True)
-class FisherDistance(Analyzer):
+class FisherDistance(fs.DistributionParams):
     """Pairwise Fisher–Rao distance matrix between checkpoints of the parameter distribution."""
 
     name: ClassVar[str] = "fisher-distance"
@@ -38,16 +37,6 @@ class FisherDistance(Analyzer):
         "distance": Output(("layer", "step", "step_other"), "1",
                            "Fisher–Rao geodesic distance between the checkpoints at step and step_other"),
     }
-
-    subset: str = param("all", Options("all", "weights"),
-                        "all: every float tensor; weights: ndim > 1 and not norm layers")
-    per_layer: bool = param(True, Boolean(), "also give every tensor's matrix (the pooled 'all' always)")
-    bins: int = param(0, Interval(int, 0, None), "histogram bins; 0 = ⌊2.59·P^(1/3)⌋ capped at max_bins")
-    max_bins: int = param(200, Interval(int, 1, None), "cap of the automatic bin rule")
-    clip: float = param(0.0, Interval(float, 0.0, 0.1),
-                        "clip the range to quantiles (clip, 1−clip) of the first and last checkpoints")
-    estimator: str = param("histogram", Options("histogram", "gaussian"),
-                           "histogram on fixed edges, or the closed form between fitted Gaussians")
 
     def compute(self, view: Any, *, backend: str = "numpy") -> xr.Dataset:
         import xarray as xr

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from dynlab.analyzers import _fisher as fs
-from dynlab.analyzers._contract import Analyzer, Output
-from dynlab.analyzers._params import Boolean, Interval, Options, param
+from dynlab.analyzers._contract import Output
 from dynlab.errors import DynlabWarning
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ class UnreliableLengthWarning(DynlabWarning):
 
 
 @dataclass(frozen=True)
-class FisherVelocity(Analyzer):
+class FisherVelocity(fs.DistributionParams):
     """Information rate, information length and distance from init of the parameter distribution."""
 
     name: ClassVar[str] = "fisher-velocity"
@@ -61,16 +60,6 @@ class FisherVelocity(Analyzer):
         "distance": Output(("step", "layer"), "1",
                            "Fisher–Rao geodesic distance from the first checkpoint"),
     }
-
-    subset: str = param("all", Options("all", "weights"),
-                        "all: every float tensor; weights: ndim > 1 and not norm layers")
-    per_layer: bool = param(True, Boolean(), "also give every tensor's curves (the pooled 'all' always)")
-    bins: int = param(0, Interval(int, 0, None), "histogram bins; 0 = ⌊2.59·P^(1/3)⌋ capped at max_bins")
-    max_bins: int = param(200, Interval(int, 1, None), "cap of the automatic bin rule")
-    clip: float = param(0.0, Interval(float, 0.0, 0.1),
-                        "clip the range to quantiles (clip, 1−clip) of the first and last checkpoints")
-    estimator: str = param("histogram", Options("histogram", "gaussian"),
-                           "histogram on fixed edges, or Gaussian Γ² = (μ̇² + 2σ̇²)/σ²")
 
     def compute(self, view: Any, *, backend: str = "numpy") -> xr.Dataset:
         import xarray as xr
