@@ -31,6 +31,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/histogram.py
+	$(BIN)/python benchmarks/fisher_accuracy.py
 
 clean:
 	rm -rf $(VENV) demo-output bench-output .pytest_cache .ruff_cache
