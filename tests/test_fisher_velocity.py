@@ -84,28 +84,34 @@ def test_gaussian_rate_matches_the_formula_on_smooth_paths():
     np.testing.assert_allclose(ds["rate"].sel(layer="all").values, gamma, rtol=1e-2)
 
 
-# measured with seed 0, N = 200 000, 40 steps (1e6 values: shift +5.1 %, rescale +13.6 % at the
-# 200-bin cap; with bins=50 +0.1 % and +0.4 %). The plain histogram over the full min–max range
-# with the automatic rule (151 bins here) overestimates L: sparse tail bins turn single samples
-# crossing an edge into jumps of √p. Fewer bins nearly remove the bias on these families. These
-# are regression numbers of the current default, not accuracy claims.
+# measured with seed 0, N = 200 000, 40 steps. The default (⌊P^(1/3)⌋ = 58 bins, adaptive Δt
+# with θ = 0.2) meets the issue's 2 % (docs/fisher-accuracy.md has the whole grid). Without the
+# adaptive step, the plain histogram over the full min–max range overestimates L: sparse tail
+# bins turn single samples crossing an edge into jumps of √p, and the excess adds up over the
+# 40 steps (151 bins, METHODS' 2.59·P^(1/3) rule: +16 % / +36 %; 50 bins: +1.6 % / +5.5 %).
+# All are regression numbers of a fixed sample: deterministic up to rounding.
 HISTOGRAM_BIAS = [
-    ("shift", 0, 0.1573),
-    ("rescale", 0, 0.3602),
-    ("shift", 50, 0.0162),
-    ("rescale", 50, 0.0553),
+    ("shift", {}, 0.0027),
+    ("rescale", {}, -0.0064),
+    ("shift", {"adaptive": 0, "bins": 151}, 0.1573),
+    ("rescale", {"adaptive": 0, "bins": 151}, 0.3602),
+    ("shift", {"adaptive": 0, "bins": 50}, 0.0162),
+    ("rescale", {"adaptive": 0, "bins": 50}, 0.0553),
 ]
 
 
-@pytest.mark.parametrize(("kind", "bins", "measured"), HISTOGRAM_BIAS)
-def test_histogram_estimator_bias_is_what_we_measured(kind, bins, measured):
+@pytest.mark.parametrize(("kind", "params", "measured"), HISTOGRAM_BIAS)
+def test_histogram_estimator_bias_is_what_we_measured(kind, params, measured):
     view, exact = _family(kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableLengthWarning)  # not asserted here
-        ds = FisherVelocity(bins=bins, per_layer=False).compute(view, backend="numba")
+        ds = FisherVelocity(per_layer=False, **params).compute(view, backend="numba")
     rel = float(ds["length"].values[-1, 0]) / exact - 1
     assert rel == pytest.approx(measured, abs=5e-4)  # deterministic (fixed seed): only rounding
-    assert rel > 0  # an overestimate, never an underestimate, on these families
+    if not params:
+        assert abs(rel) < 0.02  # the issue's accuracy requirement, met by the default
+    else:
+        assert rel > 0  # every pair: an overestimate, never an underestimate, on these families
 
 
 def test_histogram_reference_end_to_end():
@@ -118,9 +124,9 @@ def test_histogram_reference_end_to_end():
     view = MemoryRun("ref", steps, tensors)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableLengthWarning)
-        ds = FisherVelocity().compute(view)
+        ds = FisherVelocity(adaptive=0).compute(view)
     pooled = np.concatenate([v.reshape(6, -1) for v in tensors.values()], axis=1)
-    n_bins = int(np.floor(2.59 * pooled.shape[1] ** (1 / 3)))
+    n_bins = int(np.floor(pooled.shape[1] ** (1 / 3)))
     edges = np.linspace(pooled.min(), pooled.max(), n_bins + 1)
     p = np.stack([np.histogram(row, edges)[0] for row in pooled]) / pooled.shape[1]
     np.testing.assert_allclose(ds["length"].sel(layer="all"), geometry.information_length(p), rtol=1e-12)
@@ -131,12 +137,12 @@ def test_histogram_reference_end_to_end():
     assert ds.attrs["bins"]["all"] == n_bins and ds.attrs["range"]["all"] == [pooled.min(), pooled.max()]
     assert ds["layer"].values.tolist() == ["all", *tensors]
     b = tensors["a.bias"]
-    edges_b = np.linspace(b.min(), b.max(), int(np.floor(2.59 * 40 ** (1 / 3))) + 1)
+    edges_b = np.linspace(b.min(), b.max(), int(np.floor(40 ** (1 / 3))) + 1)
     pb = np.stack([np.histogram(row, edges_b)[0] for row in b]) / 40
     np.testing.assert_allclose(ds["length"].sel(layer="a.bias"), geometry.information_length(pb),
                                rtol=1e-12)
     with pytest.warns(UnreliableLengthWarning):  # independent noise on top of the drift
-        weights = FisherVelocity(subset="weights", per_layer=False).compute(view)
+        weights = FisherVelocity(subset="weights", per_layer=False, adaptive=0).compute(view)
     assert weights["layer"].values.tolist() == ["all"]
     assert weights.attrs["excluded"] == {"a.bias": "1-D (bias or norm scale)"}
 
@@ -198,8 +204,15 @@ def test_subsampling_warning_fires_on_snapshot_noise():
     rng = np.random.default_rng(11)
     view = MemoryRun("noise", np.arange(20), {"w": rng.standard_normal((20, 20_000))})
     with pytest.warns(UnreliableLengthWarning, match=r"run 'noise'.*snapshot noise"):
-        ds = FisherVelocity().compute(view)
+        ds = FisherVelocity(adaptive=0).compute(view)  # every pair: the noise adds up
     assert all(r < 0.9 for r in ds.attrs["subsample_ratio"].values())
+    assert float(ds["length"].sel(layer="all")[-1]) > 0.9
+    ctx = _no_warnings()
+    try:  # the default's adaptive step does not add noise up: L stays near one noise floor
+        ds = FisherVelocity().compute(view)
+    finally:
+        ctx.__exit__(None, None, None)
+    assert float(ds["length"].sel(layer="all")[-1]) < 0.1
     with pytest.warns(UnreliableLengthWarning):  # the Gaussian moments are noisy too
         FisherVelocity(estimator="gaussian").compute(view)
 
@@ -235,8 +248,8 @@ def test_distance_matrix_is_pairwise_fisher_rao_of_the_histograms():
     assert dm["step"].values.tolist() == dm["step_other"].values.tolist() == view.steps.tolist()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableLengthWarning)
-        vel = FisherVelocity(bins=30).compute(view)
-    # first row = distance from init; the superdiagonal = the increments of L
+        vel = FisherVelocity(bins=30, adaptive=0).compute(view)
+    # first row = distance from init; the superdiagonal = the increments of L (every pair)
     np.testing.assert_allclose(d[0], vel["distance"].sel(layer="all"), rtol=1e-12)
     np.testing.assert_allclose(np.cumsum(np.diag(d, 1)), vel["length"].sel(layer="all")[1:], rtol=1e-12)
 
@@ -287,3 +300,25 @@ def test_constant_tensor_gives_zero_or_nan_not_errors():
     assert hist.attrs["subsample_ratio"] == {"all": 1.0, "w": 1.0}
     assert np.isnan(gauss["length"].values).all()  # σ = 0: no Gaussian
     assert gauss.attrs["subsample_ratio"] == {}
+
+
+def test_adaptive_anchors():
+    from dynlab.kernels.fisher import adaptive_anchors, adaptive_length, fisher_rao
+
+    # a point mass moving along 6 bins: consecutive snapshots are π apart
+    p = np.eye(6)
+    np.testing.assert_array_equal(adaptive_anchors(p, 0.0), np.arange(6))
+    np.testing.assert_array_equal(adaptive_anchors(p, 1.0), np.arange(6))
+    # a slow mix between two distributions: distance grows monotonically from the start
+    a, b = np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.2, 0.7])
+    path = np.stack([(1 - s) * a + s * b for s in np.linspace(0, 1, 21)])
+    kept = adaptive_anchors(path, 0.3)
+    assert kept[0] == 0 and kept[-1] == 20 and np.all(np.diff(kept) > 0)
+    steps = fisher_rao(path[kept[:-2]], path[kept[1:-1]])
+    assert np.all(steps >= 0.3)  # every step but the closing one reached θ
+    closing = fisher_rao(path[kept[-2]], path[kept[-1]])
+    assert closing >= 0.15  # a closing step shorter than θ/2 is merged into the previous one
+    length, anchors = adaptive_length(path, np.arange(21.0), 0.3)
+    np.testing.assert_array_equal(anchors, kept)
+    np.testing.assert_allclose(length[kept][1:], np.cumsum(fisher_rao(path[kept[:-1]], path[kept[1:]])))
+    assert length[0] == 0 and np.all(np.diff(length) >= 0)

@@ -14,6 +14,8 @@ import importlib
 from types import ModuleType
 
 from dynlab.kernels.fisher._numpy import (
+    adaptive_anchors,
+    adaptive_length,
     bhattacharyya,
     distance_from_initial,
     distance_matrix,
@@ -27,7 +29,8 @@ from dynlab.kernels.fisher._numpy import (
     probabilities,
 )
 
-__all__ = ["BACKENDS", "backend", "bhattacharyya", "distance_from_initial", "distance_matrix",
+__all__ = ["BACKENDS", "adaptive_anchors", "adaptive_length", "backend", "bhattacharyya",
+           "distance_from_initial", "distance_matrix",
            "fisher_rao", "gaussian_length", "gaussian_rate", "histogram_accumulate", "histogram_counts",
            "information_length", "information_rate", "probabilities"]
 

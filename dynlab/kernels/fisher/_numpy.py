@@ -114,6 +114,42 @@ def information_length(pdfs: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(fisher_rao(pdfs[:-1], pdfs[1:]))])
 
 
+def adaptive_anchors(pdfs: np.ndarray, theta: float) -> np.ndarray:
+    """Snapshots a path is measured between, with an adaptive Δt (METHODS.md §1: take a step only
+    once the distribution has moved measurably).
+
+    From anchor a, the next anchor is the first k > a with Fisher–Rao(p_a, p_k) ≥ ``theta``. The
+    last snapshot closes the path; a closing step shorter than theta/2 replaces the last anchor
+    instead of adding one. ``theta = 0`` keeps every snapshot. Returns increasing indices, first 0,
+    last T − 1 (docs/fisher-accuracy.md measures the choice).
+    """
+    last = len(pdfs) - 1
+    anchors = [0]
+    for k in range(1, last + 1):
+        if fisher_rao(pdfs[anchors[-1]], pdfs[k]) >= theta:
+            anchors.append(k)
+    if anchors[-1] != last:
+        short = len(anchors) > 1 and fisher_rao(pdfs[anchors[-1]], pdfs[last]) < theta / 2
+        if short:
+            anchors[-1] = last
+        else:
+            anchors.append(last)
+    return np.asarray(anchors, dtype=np.int64)
+
+
+def adaptive_length(pdfs: np.ndarray, t: np.ndarray, theta: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Information length measured between :func:`adaptive_anchors`, at every snapshot:
+    (L (T,), anchors). L is exact at the anchors and linear in t between them."""
+    anchors = adaptive_anchors(pdfs, theta)
+    if len(anchors) == 1:  # a single snapshot
+        return np.zeros(len(pdfs)), anchors
+    steps = fisher_rao(pdfs[anchors[:-1]], pdfs[anchors[1:]])
+    at_anchors = np.concatenate([[0.0], np.cumsum(steps)])
+    return np.interp(np.asarray(t, dtype=np.float64), np.asarray(t, dtype=np.float64)[anchors],
+                     at_anchors), anchors
+
+
 def distance_from_initial(pdfs: np.ndarray) -> np.ndarray:
     """Geodesic distance D(t_k) = 2·arccos(Σ√(p_0·p_k)) from the first snapshot, shape (T,)."""
     return fisher_rao(pdfs[:1], pdfs)
