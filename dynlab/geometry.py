@@ -32,7 +32,8 @@ import numpy as np
 
 from dynlab.kernels import fisher as _k
 
-__all__ = ["BACKENDS", "bhattacharyya", "distance_from_initial", "distance_matrix", "fisher_rao",
+__all__ = ["BACKENDS", "bhattacharyya", "cuda_available", "distance_from_initial", "distance_matrix",
+           "fisher_rao",
            "gaussian_length", "gaussian_rate", "histogram_accumulate", "histogram_counts", "histograms",
            "information_length", "information_rate", "probabilities", "resolve_backend"]
 
@@ -48,7 +49,8 @@ def _is_tensor(x: Any) -> bool:
 
 
 @cache
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA device (checked once; imports torch if present)."""
     if importlib.util.find_spec("torch") is None:
         return False
     import torch
@@ -63,7 +65,7 @@ def resolve_backend(backend: str = "auto", data: Any = None) -> str:
     if backend != "auto":
         return backend
     first = data[0] if isinstance(data, (list, tuple)) and data else data
-    return "torch" if _is_tensor(first) or _cuda_available() else "numba"
+    return "torch" if _is_tensor(first) or cuda_available() else "numba"
 
 
 def _to_numpy(x: Any) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any
 from dynlab.analyzers import registry
 from dynlab.analyzers._contract import Analyzer
 from dynlab.analyzers._params import ParameterError
+from dynlab.geometry import cuda_available
 
 
 @dataclass(frozen=True)
@@ -100,20 +101,10 @@ def targets(cls: type[Analyzer], runs: Sequence[str], attrs: Mapping[str, Mappin
 def choose_backend(cls: type[Analyzer], requested: str) -> str:
     """``auto``: torch on a CUDA device, else numba, else numpy — among what the analyzer has."""
     if requested == "auto":
-        if "torch" in cls.backends and _cuda():
+        if "torch" in cls.backends and cuda_available():
             return "torch"
         return "numba" if "numba" in cls.backends else "numpy"
     return requested if requested in cls.backends else "numpy"
-
-
-def _cuda() -> bool:
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def make_plan(names: Sequence[str], runs: Sequence[str], attrs: Mapping[str, Mapping[str, Any]],
