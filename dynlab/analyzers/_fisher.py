@@ -1,22 +1,25 @@
 """The streaming passes shared by ``fisher-velocity`` and ``fisher-distance`` (METHODS.md §1).
 
-Two passes over the run, each tensor read once per pass with ``view.read(name)`` (one tensor over
-all steps in memory at a time, never the run):
+Two passes over the run; in each, every tensor is read block by block (:mod:`._blocks`: a few
+steps of the tensor, or a slice of its rows at one step, never more than ``BLOCK_BYTES``), so every
+stored chunk is read once per pass and memory is bounded by a block, never by the run:
 
 1. :func:`scan` — the range [lo, hi] of every tensor over the whole run, and its mean and standard
-   deviation per step (the Gaussian estimator needs nothing else). The pooled curve ``"all"``
+   deviation per step (the Gaussian estimator needs nothing else), with the backend's
+   ``row_moments`` kernel; blocks combine exactly (Chan et al.). The pooled curve ``"all"``
    combines the layers: its range is the union of theirs; its moments are the size-weighted
    combination of the layers' (exact: pooled variance = Σ n_l (var_l + (μ_l − μ)²) / N).
 2. :func:`count` — histogram counts per step on **fixed** edges (the same for every step), per
    layer on the layer's edges and pooled on the pooled edges, with the backend's
    ``histogram_counts`` kernel (``dynlab.kernels.fisher``, the one behind
    :func:`dynlab.geometry.histogram_counts`; analyzers sit beside ``dynlab.geometry`` in the layers,
-   so they call the kernels directly). Pooled counts are accumulated tensor by tensor.
+   so they call the kernels directly). Counts of blocks add up.
 
 ``clip`` > 0 narrows a range to quantiles (clip, 1 − clip). The exact quantile of a whole run is
 not streamable, so this is an approximation: a layer's range is the widest of the quantile ranges
-of its **first and last** checkpoints, and the pooled range is the union of the layers' clipped
-ranges. Values outside the edges fall into the end bins (``histogram_counts`` clips them).
+of its **first and last** checkpoints (read whole: the one place where memory is a tensor at two
+steps rather than a block), and the pooled range is the union of the layers' clipped ranges.
+Values outside the edges fall into the end bins (``histogram_counts`` clips them).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from dynlab.analyzers._blocks import blocks
 from dynlab.analyzers._contract import Analyzer, AnalyzerInputError
 from dynlab.analyzers._params import Boolean, Interval, Options, param
 from dynlab.analyzers.weight_change import select_layers
@@ -98,32 +102,39 @@ def choose_layers(view: Any, subset: str, analyzer: str) -> tuple[list[str], dic
     return names, excluded
 
 
-def _finite_range(x: np.ndarray) -> tuple[float, float]:
-    lo, hi = float(x.min()), float(x.max())
-    if np.isfinite(lo) and np.isfinite(hi):
-        return lo, hi
-    finite = x[np.isfinite(x)]
-    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+def _clipped_range(view: Any, name: str, clip: float) -> tuple[float, float] | None:
+    """The widest (clip, 1 − clip) quantile range of the first and last checkpoints, or None when
+    they hold no finite value."""
+    steps = np.asarray(view.steps)
+    ends = np.asarray(view.read(name, steps[[0, -1]])).reshape(2, -1).astype(np.float64)
+    q = np.nanquantile(np.where(np.isfinite(ends), ends, np.nan), [clip, 1 - clip], axis=1)
+    return (float(q[0].min()), float(q[1].max())) if np.isfinite(q).all() else None
 
 
-def scan(view: Any, names: list[str], excluded: dict[str, str], clip: float) -> Scan:
+def scan(view: Any, names: list[str], excluded: dict[str, str], clip: float,
+         backend: str = "numpy") -> Scan:
     """Pass 1 (see the module docstring)."""
+    kernel = _k.backend(backend)
     out = Scan(names, excluded)
     n_steps = len(np.asarray(view.steps))
     s1 = np.zeros(n_steps)  # Σ n_l μ_l
     for name in names:
-        x = np.asarray(view.read(name)).reshape(n_steps, -1)
-        lo, hi = _finite_range(x)
+        lo, hi = np.inf, -np.inf
+        n, mean, m2 = np.zeros(n_steps), np.zeros(n_steps), np.zeros(n_steps)
+        for block in blocks(view, name):
+            b_lo, b_hi, b_mean, b_m2 = kernel.row_moments(block.values)
+            lo, hi = np.nanmin([lo, *b_lo]), np.nanmax([hi, *b_hi])
+            r = block.rows
+            n[r], mean[r], m2[r] = _k.combine_moments(n[r], mean[r], m2[r], block.values.shape[1],
+                                                      b_mean, b_m2)
+        lo, hi = (float(lo), float(hi)) if lo <= hi else (0.0, 0.0)  # no finite value at all
         if clip > 0:
-            ends = x[[0, -1]].astype(np.float64)
-            q = np.nanquantile(np.where(np.isfinite(ends), ends, np.nan), [clip, 1 - clip], axis=1)
-            if np.isfinite(q).all():
-                lo, hi = float(q[0].min()), float(q[1].max())
-        out.size[name], out.lo[name], out.hi[name] = x.shape[1], lo, hi
-        out.mean[name] = x.mean(axis=1, dtype=np.float64)
-        out.std[name] = np.sqrt(x.var(axis=1, dtype=np.float64))
-        s1 += x.shape[1] * out.mean[name]
-        del x
+            lo, hi = _clipped_range(view, name, clip) or (lo, hi)
+        out.size[name], out.lo[name], out.hi[name] = int(n[0]), lo, hi
+        out.mean[name] = mean
+        with np.errstate(invalid="ignore"):
+            out.std[name] = np.sqrt(m2 / n)
+        s1 += n[0] * mean
     total = sum(out.size[n] for n in names)
     mu = s1 / total
     var = sum(out.size[n] * (out.std[n] ** 2 + (out.mean[n] - mu) ** 2) for n in names) / total
@@ -146,11 +157,12 @@ def count(view: Any, names: list[str], edges: dict[str, np.ndarray], backend: st
     n_steps = len(np.asarray(view.steps))
     out = {POOLED: np.zeros((n_steps, len(edges[POOLED]) - 1), dtype=np.int64)}
     for name in names:
-        x = np.asarray(view.read(name)).reshape(n_steps, -1)
-        out[POOLED] += kernel.histogram_counts(x, edges[POOLED])
         if per_layer:
-            out[name] = kernel.histogram_counts(x, edges[name])
-        del x
+            out[name] = np.zeros((n_steps, len(edges[name]) - 1), dtype=np.int64)
+        for block in blocks(view, name):
+            out[POOLED][block.rows] += kernel.histogram_counts(block.values, edges[POOLED])
+            if per_layer:
+                out[name][block.rows] += kernel.histogram_counts(block.values, edges[name])
     return out
 
 

@@ -45,7 +45,7 @@ class FisherDistance(fs.DistributionParams):
 
         names, excluded = fs.choose_layers(view, self.subset, self.name)
         steps = np.asarray(view.steps, dtype=np.int64)
-        sc = fs.scan(view, names, excluded, self.clip)
+        sc = fs.scan(view, names, excluded, self.clip, backend)
         curves = fs.curve_names(sc, self.per_layer)
         attrs: dict[str, Any] = {"estimator": self.estimator, "subset": self.subset,
                                  "range": {c: [sc.lo[c], sc.hi[c]] for c in curves},

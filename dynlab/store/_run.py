@@ -147,17 +147,25 @@ class Run:
             return slice(int(idx[0]), int(idx[-1]) + 1)
         return idx
 
-    def read(self, tensor: str, steps: Iterable[int] | None = None) -> np.ndarray:
-        """Values of one tensor at ``steps`` (default: all), shape ``(len(steps), *shape)``.
+    def read(self, tensor: str, steps: Iterable[int] | None = None, *,
+             part: slice | None = None) -> np.ndarray:
+        """Values of one tensor at ``steps`` (default: all), shape ``(len(steps), *shape)``;
+        with ``part``, only that slice of the tensor's first axis: ``(len(steps), part, *shape[1:])``.
 
-        Only the chunks of that tensor at those steps are read.
+        Only the chunks of that tensor at those steps (and rows) are read.
         """
-        self.tensor(tensor)  # validates the name
+        info = self.tensor(tensor)  # validates the name
         rows = self.rows(steps)
         arr = self._array(f"{L.PARAMS}/{tensor}")
+        selection = (rows,) if part is None else (rows, check_part(part, info))
         if isinstance(rows, slice):
-            return arr[rows]
-        return arr.get_orthogonal_selection((rows,))
+            return arr[selection]
+        return arr.get_orthogonal_selection(selection)
+
+    def chunk_rows(self, tensor: str) -> int:
+        """Rows of the tensor's first axis in one stored chunk (readers of ``part`` align to it)."""
+        arr = self._array(f"{L.PARAMS}/{self.tensor(tensor).name}")
+        return int(arr.chunks[1]) if arr.ndim > 1 else 1
 
     def checkpoint(self, step: int) -> dict[str, np.ndarray]:
         """All tensors of the checkpoint at ``step``, by name in source order."""
@@ -420,6 +428,15 @@ class Run:
         arr.resize((row + 1,))
         arr[row] = step
         self._steps = np.append(self._steps[:row], np.int64(step))
+
+
+def check_part(part: slice, info: TensorInfo) -> slice:
+    """``part`` checked: a slice of a tensor with at least one axis, step 1."""
+    if not info.shape:
+        raise ValueError(f"tensor '{info.name}' is a scalar: it has no first axis to slice")
+    if not isinstance(part, slice) or part.step not in (None, 1):
+        raise ValueError(f"part must be a slice of consecutive rows, got {part!r}")
+    return part
 
 
 def find_tensor(tensors: Iterable[TensorInfo], name: str, run: str) -> TensorInfo:

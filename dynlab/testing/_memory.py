@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dynlab.errors import StoreError
-from dynlab.store import TensorInfo, check_run_name, find_tensor, step_rows
+from dynlab.store import TensorInfo, check_part, check_run_name, find_tensor, step_rows
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -123,10 +123,15 @@ class MemoryRun:
             return slice(None)
         return step_rows(self._steps, steps, self.name)
 
-    def read(self, tensor: str, steps: Iterable[int] | int | None = None) -> np.ndarray:
-        """Values of one tensor at ``steps`` (default: all), shape ``(len(steps), *shape)``."""
-        self.tensor(tensor)
-        return np.array(self._data[tensor][self._rows(steps)], copy=True)
+    def read(self, tensor: str, steps: Iterable[int] | int | None = None, *,
+             part: slice | None = None) -> np.ndarray:
+        """Values of one tensor at ``steps`` (default: all), shape ``(len(steps), *shape)``; with
+        ``part``, only that slice of the tensor's first axis (as ``Run.read``)."""
+        info = self.tensor(tensor)
+        values = self._data[tensor][self._rows(steps)]
+        if part is not None:
+            values = values[:, check_part(part, info)]
+        return np.array(values, copy=True)
 
     def checkpoint(self, step: int) -> dict[str, np.ndarray]:
         """All tensors at ``step``, by name in source order."""

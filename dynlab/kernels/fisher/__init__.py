@@ -2,8 +2,8 @@
 geodesic distances between them, information rate and length, and the Gaussian estimator.
 
 ``_numpy`` is the reference (the definitions); ``_numba`` (CPU, parallel) and ``_torch`` (any
-device) implement the heavy kernels — ``histogram_counts``, ``histogram_accumulate`` and
-``distance_matrix`` — with the same results. Backends are imported on demand by :func:`backend`, so
+device) implement the heavy kernels — ``histogram_counts``, ``histogram_accumulate``, ``row_moments``
+and ``distance_matrix`` — with the same results. Backends are imported on demand by :func:`backend`, so
 importing this package loads neither numba nor torch. Nothing of dynlab is imported but
 ``dynlab.errors`` (for a missing optional dependency).
 """
@@ -17,6 +17,7 @@ from dynlab.kernels.fisher._numpy import (
     adaptive_anchors,
     adaptive_length,
     bhattacharyya,
+    combine_moments,
     distance_from_initial,
     distance_matrix,
     fisher_rao,
@@ -27,12 +28,13 @@ from dynlab.kernels.fisher._numpy import (
     information_length,
     information_rate,
     probabilities,
+    row_moments,
 )
 
-__all__ = ["BACKENDS", "adaptive_anchors", "adaptive_length", "backend", "bhattacharyya",
+__all__ = ["BACKENDS", "adaptive_anchors", "adaptive_length", "backend", "bhattacharyya", "combine_moments",
            "distance_from_initial", "distance_matrix",
            "fisher_rao", "gaussian_length", "gaussian_rate", "histogram_accumulate", "histogram_counts",
-           "information_length", "information_rate", "probabilities"]
+           "information_length", "information_rate", "probabilities", "row_moments"]
 
 BACKENDS = ("numpy", "numba", "torch")
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-__all__ = ["distance_matrix", "histogram_accumulate", "histogram_counts", "is_uniform"]
+__all__ = ["distance_matrix", "histogram_accumulate", "histogram_counts", "is_uniform", "row_moments"]
 
 _CHUNK = 1 << 17
 _SQRT2 = np.sqrt(2.0)
@@ -116,6 +116,54 @@ def histogram_accumulate(counts: np.ndarray, values: np.ndarray, edges: np.ndarr
     _count_rows(flat, np.array([flat.size]), edges, out)
     counts += out[0]
     return counts
+
+
+@numba.njit(parallel=True, cache=True)
+def _moments(flat, item_start, item_stop, row_items, out):  # pragma: no cover (jit)
+    n_items = item_start.shape[0]
+    part = np.empty((n_items, 4))  # finite lo, finite hi, mean, m2 of each item
+    for it in numba.prange(n_items):
+        a, b = item_start[it], item_stop[it]
+        lo, hi, s = np.inf, -np.inf, 0.0
+        for i in range(a, b):
+            x = np.float64(flat[i])
+            s += x
+            if np.isfinite(x):
+                lo = min(lo, x)
+                hi = max(hi, x)
+        mean = s / (b - a)
+        m2 = 0.0
+        for i in range(a, b):  # two passes over an item that sits in cache: no cancellation
+            d = np.float64(flat[i]) - mean
+            m2 += d * d
+        part[it, 0], part[it, 1], part[it, 2], part[it, 3] = lo, hi, mean, m2
+    for t in numba.prange(out.shape[0]):
+        lo, hi, n, mean, m2 = np.inf, -np.inf, 0.0, 0.0, 0.0
+        for it in range(row_items[t], row_items[t + 1]):
+            lo = min(lo, part[it, 0])
+            hi = max(hi, part[it, 1])
+            nb = np.float64(item_stop[it] - item_start[it])
+            if n == 0.0:
+                n, mean, m2 = nb, part[it, 2], part[it, 3]
+            else:  # Chan et al.: see _numpy.combine_moments
+                delta = part[it, 2] - mean
+                total = n + nb
+                mean += delta * nb / total
+                m2 += part[it, 3] + delta * delta * n * nb / total
+                n = total
+        if lo > hi:
+            lo, hi = np.nan, np.nan
+        out[t, 0], out[t, 1], out[t, 2], out[t, 3] = lo, hi, mean, m2
+
+
+def row_moments(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(lo, hi, mean, m2)`` per row, as :func:`dynlab.kernels.fisher._numpy.row_moments`
+    (equal up to summation order)."""
+    samples = np.asarray(samples)
+    start, stop, row_items = _items(np.full(len(samples), samples.shape[1], dtype=np.int64))
+    out = np.empty((len(samples), 4))
+    _moments(_flat(samples), start, stop, row_items, out)
+    return out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy(), out[:, 3].copy()
 
 
 @numba.njit(parallel=True, cache=True)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bhattacharyya", "distance_from_initial", "distance_matrix", "fisher_rao", "gaussian_length",
-           "gaussian_rate", "histogram_accumulate", "histogram_counts", "information_length",
-           "information_rate", "probabilities"]
+__all__ = ["bhattacharyya", "combine_moments", "distance_from_initial", "distance_matrix", "fisher_rao",
+           "gaussian_length", "gaussian_rate", "histogram_accumulate", "histogram_counts",
+           "information_length", "information_rate", "probabilities", "row_moments"]
 
 _SQRT2 = np.sqrt(2.0)
 
@@ -41,6 +41,41 @@ def histogram_accumulate(counts: np.ndarray, values: np.ndarray, edges: np.ndarr
     x = np.clip(x[~np.isnan(x)], edges[0], edges[-1])
     counts += np.histogram(x, bins=edges)[0]
     return counts
+
+
+def row_moments(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``samples`` (T, n), n ≥ 1: ``(lo, hi, mean, m2)``, float64 (T,) each.
+
+    lo, hi: the smallest and largest *finite* value (NaN when a row has none); mean and
+    m2 = Σ(x − mean)² over all values (non-finite values make them non-finite). Rows of one block
+    combine with :func:`combine_moments`.
+    """
+    x = np.asarray(samples)
+    finite = np.isfinite(x)
+    with np.errstate(invalid="ignore"):
+        lo = np.where(finite, x, np.inf).min(axis=1).astype(np.float64)
+        hi = np.where(finite, x, -np.inf).max(axis=1).astype(np.float64)
+        none = ~finite.any(axis=1)
+        lo[none] = hi[none] = np.nan
+        mean = x.mean(axis=1, dtype=np.float64)
+        m2 = np.sum((x - mean[:, None]) ** 2, axis=1)
+    return lo, hi, mean, m2
+
+
+def combine_moments(n_a: np.ndarray | int, mean_a: np.ndarray, m2_a: np.ndarray,
+                    n_b: np.ndarray | int, mean_b: np.ndarray, m2_b: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, mean and m2 of two disjoint samples together (Chan, Golub & LeVeque 1979):
+    δ = μ_b − μ_a, n = n_a + n_b, μ = μ_a + δ·n_b/n, m2 = m2_a + m2_b + δ²·n_a·n_b/n.
+    An empty side (n = 0) contributes nothing."""
+    n = np.add(n_a, n_b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.subtract(mean_b, mean_a)
+        w = np.where(n > 0, np.divide(n_b, np.maximum(n, 1)), 0.0)
+        mean = np.where(np.equal(n_a, 0), mean_b, np.add(mean_a, delta * w))
+        m2 = np.where(np.equal(n_a, 0), m2_b,
+                      np.where(np.equal(n_b, 0), m2_a, m2_a + m2_b + delta * delta * n_a * w))
+    return n, mean, m2
 
 
 def probabilities(counts: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from dynlab.errors import require
 
-__all__ = ["distance_matrix", "histogram_accumulate", "histogram_counts"]
+__all__ = ["distance_matrix", "histogram_accumulate", "histogram_counts", "row_moments"]
 
 _CHUNK = 1 << 22
 _ROWS = 256  # rows of the distance matrix computed at once
@@ -101,6 +101,35 @@ def histogram_accumulate(counts: Any, values: Any, edges: np.ndarray, device: An
     else:
         counts += add.cpu().numpy()
     return counts
+
+
+def row_moments(samples: Any, device: Any = None, chunk: int = _CHUNK
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(lo, hi, mean, m2)`` per row, as :func:`dynlab.kernels.fisher._numpy.row_moments`:
+    blocks of whole rows (≈ ``chunk`` values) moved to the device in float64, and a row longer
+    than ``chunk`` in pieces combined exactly (Chan et al.)."""
+    from dynlab.kernels.fisher._numpy import combine_moments
+
+    torch = _torch()
+    dev = _device(samples, device)
+    n_rows, width = samples.shape[0], samples.shape[1]
+    lo, hi = np.full(n_rows, np.inf), np.full(n_rows, -np.inf)
+    n, mean, m2 = np.zeros(n_rows), np.zeros(n_rows), np.zeros(n_rows)
+    rows, cols = max(1, chunk // max(width, 1)), min(width, chunk)
+    for r in range(0, n_rows, rows):
+        sel = slice(r, r + rows)
+        for c in range(0, width, cols):
+            x = _as_tensor(samples[sel, c:c + cols], dev)
+            finite = torch.isfinite(x)
+            lo[sel] = np.fmin(lo[sel], torch.where(finite, x, np.inf).amin(dim=1).cpu().numpy())
+            hi[sel] = np.fmax(hi[sel], torch.where(finite, x, -np.inf).amax(dim=1).cpu().numpy())
+            mu_b = x.mean(dim=1, keepdim=True)
+            m2_b = ((x - mu_b) ** 2).sum(dim=1)
+            n[sel], mean[sel], m2[sel] = combine_moments(n[sel], mean[sel], m2[sel], x.shape[1],
+                                                         mu_b[:, 0].cpu().numpy(), m2_b.cpu().numpy())
+    none = lo > hi
+    lo[none] = hi[none] = np.nan
+    return lo, hi, mean, m2
 
 
 def distance_matrix(pdfs: Any, device: Any = None) -> np.ndarray:

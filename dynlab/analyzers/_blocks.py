@@ -1,0 +1,60 @@
+"""Reading one tensor of a run in blocks: memory bounded by a block, every stored chunk read once.
+
+A block is a run of consecutive steps of the whole tensor when one step fits in ``max_bytes``;
+otherwise one step and a slice of the tensor's rows (first axis), aligned to the store's chunks so
+that no chunk is read twice. Analyzers that reduce per step (moments, histograms) accumulate over
+blocks; nothing larger than a block is ever in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Default block size. Large enough that per-read overheads vanish, small enough that a few
+#: float64 temporaries of a block stay well below the ingest's memory budget.
+BLOCK_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class Block:
+    """Values of one tensor: ``rows`` (a slice of the run's steps) × a part of the tensor,
+    flattened to ``values`` of shape (rows, n)."""
+
+    rows: slice
+    values: np.ndarray
+
+
+def _chunk_rows(view: Any, name: str) -> int:
+    """Rows per stored chunk when the view knows it (the store does), else 1 (in memory)."""
+    rows = getattr(view, "chunk_rows", None)
+    return max(1, int(rows(name))) if callable(rows) else 1
+
+
+def blocks(view: Any, name: str, *, max_bytes: int | None = None) -> Iterator[Block]:
+    """The values of tensor ``name`` at every step of ``view``, block by block (module docstring).
+
+    Every value of the tensor at every step is in exactly one block; blocks come in step order.
+    ``max_bytes`` defaults to :data:`BLOCK_BYTES` (read at call time).
+    """
+    max_bytes = BLOCK_BYTES if max_bytes is None else max_bytes
+    info = next(t for t in view.tensors if t.name == name)
+    steps = np.asarray(view.steps)
+    n_steps, shape = len(steps), tuple(info.shape)
+    step_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * np.dtype(info.dtype).itemsize)
+    if step_bytes <= max_bytes or not shape:
+        per_block = max(1, max_bytes // step_bytes)
+        for a in range(0, n_steps, per_block):
+            b = min(n_steps, a + per_block)
+            yield Block(slice(a, b), np.asarray(view.read(name, steps[a:b])).reshape(b - a, -1))
+        return
+    row_bytes = max(1, step_bytes // shape[0])
+    align = _chunk_rows(view, name)
+    per_part = max(align, (max_bytes // row_bytes) // align * align)
+    for a in range(n_steps):
+        for r in range(0, shape[0], per_part):
+            part = np.asarray(view.read(name, steps[a:a + 1], part=slice(r, r + per_part)))
+            yield Block(slice(a, a + 1), part.reshape(1, -1))

@@ -1,0 +1,165 @@
+"""The streaming structure of the Fisher analyzers (issue 4, point 4): block reading, the moments
+kernel of pass 1 on every backend, and backend parity at the analyzer level on random runs.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dynlab
+from dynlab.analyzers import _blocks
+from dynlab.analyzers.fisher_distance import FisherDistance
+from dynlab.analyzers.fisher_velocity import FisherVelocity, UnreliableLengthWarning
+from dynlab.kernels import fisher as k
+from dynlab.testing import MemoryRun
+
+BACKENDS = ["numpy", "numba", "torch"]
+
+
+# ---------------------------------------------------------------------------- moments kernel
+
+
+def _moments_reference(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The definition, row by row, in float64."""
+    out = []
+    for row in np.asarray(x, dtype=np.float64):
+        finite = row[np.isfinite(row)]
+        lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
+        with np.errstate(invalid="ignore"):
+            out.append((lo, hi, row.mean(), ((row - row.mean()) ** 2).sum()))
+    return tuple(np.array(c) for c in zip(*out))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("width", [1, 7, 300_001])
+def test_row_moments_equal_the_definition(backend, width):
+    rng = np.random.default_rng(width)
+    x = (rng.standard_normal((4, width)) * 3 + 100).astype(np.float32)  # offset: cancellation test
+    got = k.backend(backend).row_moments(x)
+    for g, r in zip(got, _moments_reference(x)):
+        np.testing.assert_allclose(g, r, rtol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_row_moments_skip_non_finite_in_the_range_and_flag_the_moments(backend):
+    x = np.random.default_rng(1).standard_normal((3, 1000))
+    x[0, 10] = np.nan
+    x[1, :] = np.inf
+    x[2, 3] = -np.inf
+    lo, hi, mean, m2 = k.backend(backend).row_moments(x)
+    ref_lo, ref_hi, _, _ = _moments_reference(x)
+    np.testing.assert_array_equal(lo, ref_lo)
+    np.testing.assert_array_equal(hi, ref_hi)
+    assert not np.isfinite(mean).any() and not np.isfinite(m2).any()
+
+
+def test_combine_moments_equals_the_moments_of_the_union():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((3, 50)) + 5, rng.standard_normal((3, 70)) * 2
+    _, _, ma, qa = k.row_moments(a)
+    _, _, mb, qb = k.row_moments(b)
+    n, mean, m2 = k.combine_moments(50, ma, qa, 70, mb, qb)
+    _, _, mean_ref, m2_ref = k.row_moments(np.hstack([a, b]))
+    assert np.all(n == 120)
+    np.testing.assert_allclose(mean, mean_ref, rtol=1e-12)
+    np.testing.assert_allclose(m2, m2_ref, rtol=1e-12)
+    n, mean, m2 = k.combine_moments(np.zeros(3), np.zeros(3), np.zeros(3), 70, mb, qb)
+    np.testing.assert_array_equal(mean, mb)
+    np.testing.assert_array_equal(m2, qb)
+
+
+# ---------------------------------------------------------------------------- blocks
+
+
+class CountingView:
+    """A view that records every read: (tensor, steps, part)."""
+
+    def __init__(self, view):
+        self._view, self.reads = view, []
+
+    def __getattr__(self, name):
+        return getattr(self._view, name)
+
+    def read(self, tensor, steps=None, *, part=None):
+        self.reads.append((tensor, tuple(np.asarray(steps).tolist()), part))
+        return self._view.read(tensor, steps, part=part)
+
+
+@pytest.fixture
+def stored_run(tmp_path):
+    """A run in a real store with a tensor of several row chunks (2 MiB each)."""
+    rng = np.random.default_rng(3)
+    store = dynlab.open_store(tmp_path / "s.zarr", mode="a")
+    run = store.create_run("r")
+    for step in range(5):
+        run.append(step, {"big.weight": rng.standard_normal((1500, 1000)).astype(np.float32),
+                          "big.bias": rng.standard_normal(1500).astype(np.float32)})
+    return store.run("r")
+
+
+def test_blocks_read_every_chunk_once_aligned_to_the_store(stored_run):
+    assert stored_run.chunk_rows("big.weight") == 524  # 2 MiB of 1000 float32 per row
+    view = CountingView(stored_run)
+    budget = 3 * 2**20  # one step of the tensor (6 MB) does not fit: parts of whole chunks
+    got = list(_blocks.blocks(view, "big.weight", max_bytes=budget))
+    parts = [p for _, _, p in view.reads]
+    assert all(p.start % 524 == 0 for p in parts) and {p.stop - p.start for p in parts} == {524}
+    assert len(got) == 5 * 3  # 1500 rows = 3 chunks per step
+    values = np.concatenate([b.values.reshape(-1) for b in got])
+    np.testing.assert_array_equal(values, stored_run.read("big.weight").reshape(-1))
+    assert max(b.values.nbytes for b in got) <= budget
+
+
+def test_blocks_of_several_steps_when_a_step_fits(stored_run):
+    got = list(_blocks.blocks(stored_run, "big.bias", max_bytes=2 * 1500 * 4))
+    assert [b.rows for b in got] == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    np.testing.assert_array_equal(np.vstack([b.values for b in got]), stored_run.read("big.bias"))
+
+
+@pytest.mark.parametrize("cls", [FisherVelocity, FisherDistance])
+@pytest.mark.parametrize("estimator", ["histogram", "gaussian"])
+def test_small_blocks_give_the_same_result(stored_run, monkeypatch, cls, estimator):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableLengthWarning)
+        whole = cls(estimator=estimator).compute(stored_run, backend="numba")
+        monkeypatch.setattr(_blocks, "BLOCK_BYTES", 1 << 20)
+        parts = cls(estimator=estimator).compute(stored_run, backend="numba")
+    xr.testing.assert_allclose(parts, whole, rtol=1e-9, atol=1e-12)  # summation order only
+
+
+# ---------------------------------------------------------------------------- backend parity
+
+
+@st.composite
+def random_runs(draw):
+    """Runs of 2–9 steps with 1–3 tensors of random shape, scale and drift."""
+    n_steps = draw(st.integers(2, 9))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.integers(1, 5, n_steps))
+    tensors = {}
+    for i in range(draw(st.integers(1, 3))):
+        shape = tuple(draw(st.lists(st.integers(1, 40), min_size=1, max_size=2)))
+        drift = np.cumsum(rng.standard_normal(n_steps)) * draw(st.floats(0.0, 1.0))
+        scale = np.exp(np.cumsum(rng.standard_normal(n_steps)) * 0.1)
+        x = rng.standard_normal((n_steps, *shape)) * scale.reshape(-1, *[1] * len(shape))
+        tensors[f"l{i}.weight"] = (x + drift.reshape(-1, *[1] * len(shape))).astype(
+            draw(st.sampled_from([np.float32, np.float64])))
+    return MemoryRun("random", steps, tensors)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(view=random_runs(), cls=st.sampled_from([FisherVelocity, FisherDistance]),
+       estimator=st.sampled_from(["histogram", "gaussian"]), backend=st.sampled_from(["numba", "torch"]))
+def test_every_backend_equals_the_numpy_reference_on_random_runs(view, cls, estimator, backend):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # noise warnings and constant-tensor NaNs are not the point
+        ref = cls(estimator=estimator).compute(view, backend="numpy")
+        got = cls(estimator=estimator).compute(view, backend=backend)
+    xr.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
