@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/histogram.py
 	$(BIN)/python benchmarks/fisher_accuracy.py
+	$(BIN)/python benchmarks/fisher.py
+	$(BIN)/python benchmarks/network.py
 
 clean:
 	rm -rf $(VENV) demo-output bench-output .pytest_cache .ruff_cache

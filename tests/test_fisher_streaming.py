@@ -33,7 +33,7 @@ def _moments_reference(x: np.ndarray) -> tuple[np.ndarray, ...]:
         lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
         with np.errstate(invalid="ignore"):
             out.append((lo, hi, row.mean(), ((row - row.mean()) ** 2).sum()))
-    return tuple(np.array(c) for c in zip(*out))
+    return tuple(np.array(c) for c in zip(*out, strict=True))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -42,7 +42,7 @@ def test_row_moments_equal_the_definition(backend, width):
     rng = np.random.default_rng(width)
     x = (rng.standard_normal((4, width)) * 3 + 100).astype(np.float32)  # offset: cancellation test
     got = k.backend(backend).row_moments(x)
-    for g, r in zip(got, _moments_reference(x)):
+    for g, r in zip(got, _moments_reference(x), strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-9)
 
 
