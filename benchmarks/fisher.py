@@ -1,0 +1,198 @@
+"""End-to-end benchmark of fisher-velocity (issue 4): the store, not the mathematics, should be
+what a user waits for.
+
+    .venv/bin/python benchmarks/fisher.py [--steps 100] [--params 10.5e6] [--out bench-output]
+
+On a run of ``--steps`` checkpoints of a ``--params`` model in a dynlab store (generated once and
+kept under ``--out``; a transformer-like state dict, see ``benchmarks/ingest.py``), in one run and
+each case in its own process (so its peak RSS is its own):
+
+- ``floor``: plain reading of every tensor at every step from the store, once, no analysis (the
+  same block reads the analyzer makes, ``dynlab.analyzers._blocks``);
+- ``numpy``: the straightforward way — checkpoint by checkpoint, a pass for each tensor's range,
+  then ``np.histogram`` per tensor per step on fixed edges, the pooled histogram, and the
+  information length from ``dynlab.geometry``;
+- ``dynlab``: ``dynlab.run(store, "fisher-velocity", backend="numba")`` — two streaming passes,
+  per layer and pooled, result written to the store;
+- ``dynlab-short``: the same on a run of a quarter of the checkpoints (peak RSS must not grow
+  with the number of checkpoints).
+
+Targets: dynlab ≤ 1.5 × floor; peak RSS independent of the number of checkpoints. The page cache
+is warmed by one untimed read first, so every case reads from memory, as a re-analysis would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import model_shapes  # a sibling benchmark script
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = ("floor", "numpy", "dynlab", "dynlab-short")
+
+
+def build_store(path: Path, steps: int, params: float) -> None:
+    """Runs ``long`` (``steps`` checkpoints) and ``short`` (steps // 4): base + drift + noise."""
+    import dynlab
+
+    manifest = path.parent / "fisher-store.json"
+    wanted = {"steps": steps, "params": params, "format": 1}
+    if path.exists() and manifest.exists() and json.loads(manifest.read_text()) == wanted:
+        return
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    shapes = model_shapes(params)
+    rng = np.random.default_rng(0)
+    base = {k: rng.standard_normal(s, dtype=np.float32) * 0.02 for k, s in shapes.items()}
+    store = dynlab.open_store(path, mode="a")
+    started = time.perf_counter()
+    for name, n in (("long", steps), ("short", max(2, steps // 4))):
+        run = store.create_run(name)
+        for i in range(n):
+            s = np.float32(i / max(n - 1, 1))
+            state = {k: b * (1 + 0.5 * s) + 0.01 * s + 0.002 * rng.standard_normal(b.shape, dtype=np.float32)
+                     for k, b in base.items()}
+            run.append(i, state)
+            print(f"\r  {name}: {i + 1}/{n} checkpoints ({time.perf_counter() - started:.0f} s)",
+                  end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+    manifest.write_text(json.dumps(wanted))
+
+
+def case_floor(store_path: Path) -> dict:
+    import dynlab
+    from dynlab.analyzers._blocks import blocks
+
+    run = dynlab.open_store(store_path).run("long")
+    total = 0
+    for t in run.tensors:
+        for b in blocks(run, t.name):
+            total += b.values.nbytes
+    return {"bytes": total}
+
+
+def case_numpy(store_path: Path) -> dict:
+    import dynlab
+    from dynlab import geometry
+
+    run = dynlab.open_store(store_path).run("long")
+    names = [t.name for t in run.tensors]
+    lo = dict.fromkeys(names, np.inf)
+    hi = dict.fromkeys(names, -np.inf)
+    for step in run.steps:
+        ckpt = run.checkpoint(int(step))
+        for name in names:
+            lo[name] = min(lo[name], float(ckpt[name].min()))
+            hi[name] = max(hi[name], float(ckpt[name].max()))
+    sizes = {t.name: t.size for t in run.tensors}
+    total = sum(sizes.values())
+
+    def edges(a: float, b: float, n: int) -> np.ndarray:
+        return np.linspace(a, b, max(1, min(200, int(n ** (1 / 3)))) + 1)
+
+    layer_edges = {n: edges(lo[n], hi[n], sizes[n]) for n in names}
+    pooled_edges = edges(min(lo.values()), max(hi.values()), total)
+    pooled = np.zeros((len(run.steps), len(pooled_edges) - 1))
+    layer = {n: np.zeros((len(run.steps), len(layer_edges[n]) - 1)) for n in names}
+    for i, step in enumerate(run.steps):
+        ckpt = run.checkpoint(int(step))
+        for name in names:
+            layer[name][i] = np.histogram(ckpt[name], bins=layer_edges[name])[0]
+            pooled[i] += np.histogram(ckpt[name], bins=pooled_edges)[0]
+    length = geometry.information_length(pooled / total)
+    for name in names:
+        geometry.information_length(layer[name] / sizes[name])
+    return {"L_pooled_every_pair": float(length[-1])}
+
+
+def case_dynlab(store_path: Path, run: str) -> dict:
+    import dynlab
+
+    dynlab.run(store_path, ["fisher-velocity"], runs=[run], backend="numba", force=True)
+    ds = dynlab.results(store_path, "fisher-velocity", run)
+    return {"L_pooled": float(ds["length"].sel(layer="all")[-1])}
+
+
+def child(case: str, store_path: Path) -> None:
+    """Run one case in this process and print its time and peak RSS as JSON (imports and the
+    numba compilation happen before the clock starts)."""
+    import xarray  # noqa: F401  (a one-off ~1 s import: not what this measures)
+
+    import dynlab
+    import dynlab.engine
+    from dynlab import geometry
+
+    dynlab.open_store(store_path).run("long").steps  # noqa: B018  (opens zarr, reads metadata)
+    if case.startswith("dynlab"):  # compile the numba kernels outside the timing
+        from dynlab import geometry
+        from dynlab.kernels.fisher import backend
+
+        geometry.histogram_counts(np.zeros((1, 10), np.float32), np.linspace(0, 1, 5), backend="numba")
+        backend("numba").row_moments(np.zeros((1, 10), np.float32))
+    started = time.perf_counter()
+    if case == "floor":
+        info = case_floor(store_path)
+    elif case == "numpy":
+        info = case_numpy(store_path)
+    else:
+        info = case_dynlab(store_path, "short" if case == "dynlab-short" else "long")
+    seconds = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB on Linux
+    print(json.dumps({"case": case, "seconds": seconds, "rss_mib": rss, **info}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--params", type=float, default=10.5e6)
+    parser.add_argument("--out", type=Path, default=REPO / "bench-output")
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    store_path = args.out / "fisher.zarr"
+    if args.case:
+        child(args.case, store_path)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    build_store(store_path, args.steps, args.params)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run_case(case: str) -> dict:
+        out = subprocess.run([sys.executable, __file__, "--out", str(args.out), "--case", case],
+                             check=True, capture_output=True, text=True, env=env)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    warm = run_case("floor")  # untimed: fills the page cache
+    results = {case: run_case(case) for case in CASES}
+    floor = results["floor"]["seconds"]
+    gb = warm["bytes"] / 1e9
+    print(f"\nfisher-velocity end to end: {args.steps} checkpoints × {args.params / 1e6:.1f}M params "
+          f"({gb:.2f} GB of float32), {os.cpu_count()} cores")
+    print(f"{'case':<14}{'seconds':>9}{'GB/s':>8}{'× floor':>9}{'peak RSS MiB':>14}")
+    for case, r in results.items():
+        rate = gb / r["seconds"] if case != "dynlab-short" else gb / 4 / r["seconds"]
+        print(f"{case:<14}{r['seconds']:>9.2f}{rate:>8.2f}{r['seconds'] / floor:>9.2f}{r['rss_mib']:>14.0f}")
+    ratio = results["dynlab"]["seconds"] / floor
+    speedup = results["numpy"]["seconds"] / results["dynlab"]["seconds"]
+    rss_growth = results["dynlab"]["rss_mib"] - results["dynlab-short"]["rss_mib"]
+    print(f"\ndynlab vs the straightforward numpy way: {speedup:.1f}× faster")
+    print(f"dynlab / floor: {ratio:.2f} (target ≤ 1.5) {'PASS' if ratio <= 1.5 else 'MISS'}")
+    print(f"peak RSS, {args.steps} vs {max(2, args.steps // 4)} checkpoints: "
+          f"{results['dynlab']['rss_mib']:.0f} vs {results['dynlab-short']['rss_mib']:.0f} MiB "
+          f"({rss_growth:+.0f} MiB)")
+    print(f"pooled L: dynlab (adaptive) {results['dynlab']['L_pooled']:.3f}; numpy every pair "
+          f"{results['numpy']['L_pooled_every_pair']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
