@@ -46,7 +46,7 @@ def build_store(path: Path, steps: int, params: float) -> None:
     import dynlab
 
     manifest = path.parent / "fisher-store.json"
-    wanted = {"steps": steps, "params": params, "format": 1}
+    wanted = {"steps": steps, "params": params, "format": 2}  # 2: stores with ingest-time stats
     if path.exists() and manifest.exists() and json.loads(manifest.read_text()) == wanted:
         return
     import shutil

@@ -163,3 +163,54 @@ def test_every_backend_equals_the_numpy_reference_on_random_runs(view, cls, esti
         ref = cls(estimator=estimator).compute(view, backend="numpy")
         got = cls(estimator=estimator).compute(view, backend=backend)
     xr.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- statistics at ingest
+
+
+class WithoutStats:
+    """A store run that hides its ingest-time statistics (as a store of an older dynlab)."""
+
+    def __init__(self, run):
+        self._run = run
+
+    def __getattr__(self, name):
+        if name == "stats":
+            raise AttributeError(name)
+        return getattr(self._run, name)
+
+
+def test_ingest_writes_the_statistics_of_every_tensor(stored_run):
+    stats = stored_run.stats
+    assert stats.shape == (5, 2, 4)
+    for i, t in enumerate(stored_run.tensors):
+        x = stored_run.read(t.name).reshape(5, -1)
+        ref = np.stack(_moments_reference(x), axis=1)
+        np.testing.assert_allclose(stats[:, i], ref, rtol=1e-9)
+
+
+def test_replace_rewrites_the_statistics(stored_run):
+    new = {"big.weight": np.full((1500, 1000), 2.0, np.float32),
+           "big.bias": np.arange(1500.0, dtype=np.float32)}
+    stored_run.replace(3, new)
+    np.testing.assert_array_equal(stored_run.stats[3, 0], [2.0, 2.0, 2.0, 0.0])
+    np.testing.assert_allclose(stored_run.stats[3, 1], [0.0, 1499.0, 749.5, np.var(np.arange(1500.0)) * 1500])
+
+
+def test_a_run_without_statistics_for_every_step_reports_none(stored_run, tmp_path):
+    import zarr
+
+    group = zarr.open_group(tmp_path / "s.zarr" / "runs" / "r", mode="a")
+    group["stats"][2] = np.nan  # as if step 2 had been written by an older dynlab
+    assert dynlab.open_store(tmp_path / "s.zarr").run("r").stats is None
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.01])
+def test_stored_statistics_give_the_result_of_a_data_pass(stored_run, clip):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableLengthWarning)
+        for estimator in ("histogram", "gaussian"):
+            fast = FisherVelocity(estimator=estimator, clip=clip).compute(stored_run, backend="numba")
+            slow = FisherVelocity(estimator=estimator, clip=clip).compute(WithoutStats(stored_run),
+                                                                          backend="numba")
+            xr.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)

@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import dynlab
 from dynlab.errors import CheckpointError, DuplicateContentWarning, NonFiniteWarning, StoreError
 from dynlab.store import _layout as L
+from dynlab.store._stats import tensor_stats
 
 RUN = "r"
 #: name → (shape, dtype), in source order. "w" is split into several chunks per row (the chunk
@@ -134,6 +135,14 @@ class StoreMachine(RuleBasedStateMachine):
         assert list(stored) == list(SCHEMA)
         assert all(_same_bits(stored[k], self.model[last][k]) for k in SCHEMA)
         assert run.same_content(last, self.model[last])
+        stats = run.stats  # ingest-time statistics of exactly the committed rows, leftovers gone
+        if stats is None:  # only when a tensor has no number at all at some step
+            assert any(np.isnan(t[k]).all() for t in self.model.values() for k in SCHEMA
+                       if t[k].dtype.kind == "f")
+        else:
+            for row, values in enumerate(self.model.values()):
+                for i, name in enumerate(SCHEMA):
+                    np.testing.assert_array_equal(stats[row, i], tensor_stats(values[name]))
 
     # ------------------------------------------------------------------ rules
 
@@ -194,8 +203,8 @@ class StoreMachine(RuleBasedStateMachine):
                     run._write_tensors(n, list(tensors.items())[:written], first=(n == 0))
                 _drain(run)
             else:
-                hashes, nonfinite = run._write_tensors(n, tensors, first=(n == 0))
-                run._write_row_extras(n, hashes, metrics)
+                hashes, stats, nonfinite = run._write_tensors(n, tensors, first=(n == 0))
+                run._write_row_extras(n, hashes, stats, metrics)
                 _drain(run)
                 if record:
                     run._record(step, nonfinite, {"path": "crashed"})

@@ -4,11 +4,16 @@ A block is a run of consecutive steps of the whole tensor when one step fits in 
 otherwise one step and a slice of the tensor's rows (first axis), aligned to the store's chunks so
 that no chunk is read twice. Analyzers that reduce per step (moments, histograms) accumulate over
 blocks; nothing larger than a block is ever in memory.
+
+The next block is read while the caller works on the current one (one reader thread, at most two
+blocks in memory): reading the store and the kernels (numba, ``nogil``) overlap. This is I/O
+prefetch inside one task, not parallel work in the engine's sense.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,21 +45,42 @@ def blocks(view: Any, name: str, *, max_bytes: int | None = None) -> Iterator[Bl
     Every value of the tensor at every step is in exactly one block; blocks come in step order.
     ``max_bytes`` defaults to :data:`BLOCK_BYTES` (read at call time).
     """
-    max_bytes = BLOCK_BYTES if max_bytes is None else max_bytes
+    reads = list(_reads(view, name, BLOCK_BYTES if max_bytes is None else max_bytes))
+    if len(reads) == 1:
+        yield reads[0]()
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="dynlab-read") as pool:
+        pending = pool.submit(reads[0])
+        for i in range(len(reads)):
+            block = pending.result()
+            if i + 1 < len(reads):
+                pending = pool.submit(reads[i + 1])
+            yield block
+            del block
+
+
+def _reads(view: Any, name: str, max_bytes: int) -> Iterator[Callable[[], Block]]:
+    """One callable per block, in order; each reads its block when called."""
     info = next(t for t in view.tensors if t.name == name)
     steps = np.asarray(view.steps)
     n_steps, shape = len(steps), tuple(info.shape)
     step_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * np.dtype(info.dtype).itemsize)
+
+    def read(rows: slice, part: slice | None = None) -> Callable[[], Block]:
+        def run() -> Block:
+            kwargs = {} if part is None else {"part": part}
+            values = np.asarray(view.read(name, steps[rows], **kwargs))
+            return Block(rows, values.reshape(rows.stop - rows.start, -1))
+        return run
+
     if step_bytes <= max_bytes or not shape:
         per_block = max(1, max_bytes // step_bytes)
         for a in range(0, n_steps, per_block):
-            b = min(n_steps, a + per_block)
-            yield Block(slice(a, b), np.asarray(view.read(name, steps[a:b])).reshape(b - a, -1))
+            yield read(slice(a, min(n_steps, a + per_block)))
         return
     row_bytes = max(1, step_bytes // shape[0])
     align = _chunk_rows(view, name)
     per_part = max(align, (max_bytes // row_bytes) // align * align)
     for a in range(n_steps):
         for r in range(0, shape[0], per_part):
-            part = np.asarray(view.read(name, steps[a:a + 1], part=slice(r, r + per_part)))
-            yield Block(slice(a, a + 1), part.reshape(1, -1))
+            yield read(slice(a, a + 1), slice(r, r + per_part))

@@ -5,8 +5,10 @@ steps of the tensor, or a slice of its rows at one step, never more than ``BLOCK
 stored chunk is read once per pass and memory is bounded by a block, never by the run:
 
 1. :func:`scan` — the range [lo, hi] of every tensor over the whole run, and its mean and standard
-   deviation per step (the Gaussian estimator needs nothing else), with the backend's
-   ``row_moments`` kernel; blocks combine exactly (Chan et al.). The pooled curve ``"all"``
+   deviation per step (the Gaussian estimator needs nothing else). A store written by this
+   version of dynlab holds these per step and tensor (``Run.stats``, computed at ingest), so
+   this pass reads no data at all; otherwise the backend's ``row_moments`` kernel computes them,
+   blocks combined exactly (Chan et al.). The pooled curve ``"all"``
    combines the layers: its range is the union of theirs; its moments are the size-weighted
    combination of the layers' (exact: pooled variance = Σ n_l (var_l + (μ_l − μ)²) / N).
 2. :func:`count` — histogram counts per step on **fixed** edges (the same for every step), per
@@ -111,30 +113,56 @@ def _clipped_range(view: Any, name: str, clip: float) -> tuple[float, float] | N
     return (float(q[0].min()), float(q[1].max())) if np.isfinite(q).all() else None
 
 
+def stored_stats(view: Any, names: list[str]) -> dict[str, np.ndarray] | None:
+    """Per tensor, its (T, 4) statistics [finite min, finite max, mean, m2] as written at ingest
+    (``Run.stats``), or None when the view has none (in-memory views, older stores)."""
+    stats = getattr(view, "stats", None)
+    if stats is None:
+        return None
+    index = {t.name: i for i, t in enumerate(view.tensors)}
+    return {name: stats[:, index[name]] for name in names}
+
+
+def _moments_from_data(view: Any, name: str, kernel: Any) -> tuple[float, float, np.ndarray,
+                                                                    np.ndarray]:
+    """A tensor's finite range over the run, and its per-step mean and m2, block by block."""
+    n_steps = len(np.asarray(view.steps))
+    lo, hi = np.inf, -np.inf
+    n, mean, m2 = np.zeros(n_steps), np.zeros(n_steps), np.zeros(n_steps)
+    for block in blocks(view, name):
+        b_lo, b_hi, b_mean, b_m2 = kernel.row_moments(block.values)
+        lo, hi = np.nanmin([lo, *b_lo]), np.nanmax([hi, *b_hi])
+        r = block.rows
+        n[r], mean[r], m2[r] = _k.combine_moments(n[r], mean[r], m2[r], block.values.shape[1],
+                                                  b_mean, b_m2)
+    return lo, hi, mean, m2
+
+
 def scan(view: Any, names: list[str], excluded: dict[str, str], clip: float,
          backend: str = "numpy") -> Scan:
-    """Pass 1 (see the module docstring)."""
+    """Pass 1 (see the module docstring); no pass at all when the store has the statistics."""
     kernel = _k.backend(backend)
     out = Scan(names, excluded)
     n_steps = len(np.asarray(view.steps))
+    sizes = {t.name: int(np.prod(t.shape, dtype=np.int64)) for t in view.tensors}
+    stored = stored_stats(view, names)
     s1 = np.zeros(n_steps)  # Σ n_l μ_l
     for name in names:
-        lo, hi = np.inf, -np.inf
-        n, mean, m2 = np.zeros(n_steps), np.zeros(n_steps), np.zeros(n_steps)
-        for block in blocks(view, name):
-            b_lo, b_hi, b_mean, b_m2 = kernel.row_moments(block.values)
-            lo, hi = np.nanmin([lo, *b_lo]), np.nanmax([hi, *b_hi])
-            r = block.rows
-            n[r], mean[r], m2[r] = _k.combine_moments(n[r], mean[r], m2[r], block.values.shape[1],
-                                                      b_mean, b_m2)
+        if stored is not None:
+            st = stored[name]
+            with np.errstate(invalid="ignore"):
+                lo, hi, mean, m2 = np.nanmin(st[:, 0], initial=np.inf), np.nanmax(
+                    st[:, 1], initial=-np.inf), st[:, 2], st[:, 3]
+        else:
+            lo, hi, mean, m2 = _moments_from_data(view, name, kernel)
         lo, hi = (float(lo), float(hi)) if lo <= hi else (0.0, 0.0)  # no finite value at all
         if clip > 0:
             lo, hi = _clipped_range(view, name, clip) or (lo, hi)
-        out.size[name], out.lo[name], out.hi[name] = int(n[0]), lo, hi
+        out.size[name], out.lo[name], out.hi[name] = sizes[name], lo, hi
         out.mean[name] = mean
         with np.errstate(invalid="ignore"):
-            out.std[name] = np.sqrt(m2 / n)
-        s1 += n[0] * mean
+            out.std[name] = np.sqrt(m2 / sizes[name])
+        s1 += sizes[name] * mean
     total = sum(out.size[n] for n in names)
     mu = s1 / total
     var = sum(out.size[n] * (out.std[n] ** 2 + (out.mean[n] - mu) ** 2) for n in names) / total

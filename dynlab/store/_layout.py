@@ -16,6 +16,7 @@ STEP = "step"                # int64 (T,) commit log
 PARAMS = "params"            # params/<tensor>: (T, *shape)
 METRICS = "metrics"          # metrics/<name>: float64 (T,)
 HASHES = "hashes"            # uint64 (T, K): xxh3-64 of each tensor's stored bytes, source order
+STATS = "stats"              # float64 (T, K, 4): finite min, finite max, mean, Σ(x − mean)² per tensor
 INTERNAL = "dynlab"          # run attrs key holding dynlab's own bookkeeping (user attrs sit beside it)
 
 #: fill value of ``step``: a resized-but-unwritten commit slot reads as this and is not committed.

@@ -24,6 +24,7 @@ from dynlab.store import _layout as L
 from dynlab.store._hash import tensor_hash
 from dynlab.store._listing import child_names
 from dynlab.store._lock import RunLock
+from dynlab.store._stats import tensor_stats
 from dynlab.store._writes import RowWrites
 
 if TYPE_CHECKING:
@@ -183,6 +184,18 @@ class Run:
         return child_names(self._group, self._directory, L.METRICS, "array")
 
     @property
+    def stats(self) -> np.ndarray | None:
+        """Per-step statistics of every tensor, float64 (T, K, 4), K in source order: the smallest
+        and largest finite value, the mean and m2 = Σ(x − mean)² (written at ingest). None when
+        the store holds them for some steps only (a run ingested by an older dynlab): then
+        readers compute them from the data."""
+        if L.STATS not in self._group:
+            return None
+        stats = np.asarray(self._array(L.STATS)[: len(self._steps)])
+        missing = np.isnan(stats).all(axis=2)
+        return None if len(stats) != len(self._steps) or missing.any() else stats
+
+    @property
     def hashes(self) -> np.ndarray:
         """Content hash of every tensor at every step, uint64 (T, K), K in source order."""
         if self._hashes is None:
@@ -253,8 +266,8 @@ class Run:
                     f"step {step} is earlier than the last step {int(self._steps[-1])} of run "
                     f"'{self.name}'; a run's checkpoints are appended in step order")
             with self._rows_written():
-                hashes, nonfinite = self._write_tensors(n, tensors, first=(n == 0))
-                self._write_row_extras(n, hashes, metrics)
+                hashes, stats, nonfinite = self._write_tensors(n, tensors, first=(n == 0))
+                self._write_row_extras(n, hashes, stats, metrics)
             self._record(step, nonfinite, source)
             earlier = self.hashes[:n] if n else np.zeros((0, len(hashes)), dtype=np.uint64)
             self._commit(n, step)
@@ -271,8 +284,8 @@ class Run:
         with self.writing():
             (row,) = np.atleast_1d(np.arange(len(self._steps))[self.rows([step])])
             with self._rows_written():
-                hashes, nonfinite = self._write_tensors(int(row), tensors, first=False)
-                self._write_row_extras(int(row), hashes, metrics)
+                hashes, stats, nonfinite = self._write_tensors(int(row), tensors, first=False)
+                self._write_row_extras(int(row), hashes, stats, metrics)
             self._hashes = None
             self._record(int(step), nonfinite, source)
 
@@ -321,11 +334,12 @@ class Run:
             raise
 
     def _write_tensors(self, row: int, tensors: Tensors, *, first: bool
-                       ) -> tuple[np.ndarray, dict[str, str]]:
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
         items: Iterable[tuple] = tensors.items() if isinstance(tensors, Mapping) else tensors
         schema = {} if first else {t.name: t for t in self._tensors}
         seen: dict[str, TensorInfo] = {}
         digests: dict[str, int] = {}
+        stats: dict[str, np.ndarray] = {}
         nonfinite: dict[str, str] = {}
         for item in items:
             name, value = str(item[0]), item[1]
@@ -341,7 +355,8 @@ class Run:
             self._write_row(f"{L.PARAMS}/{name}", row, array, create=first, done=done)
             seen[name] = info
             digests[name] = tensor_hash(array)
-            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            stats[name] = tensor_stats(array)
+            if array.dtype.kind in "fc" and not np.isfinite(stats[name][2:]).all():
                 nonfinite[name] = _nonfinite_summary(array)
         if not seen:
             raise CheckpointError("the checkpoint holds no tensors")
@@ -354,7 +369,8 @@ class Run:
             self._tensors = list(seen.values())
             self._internal["tensors"] = [t.to_json() for t in self._tensors]
         order = [t.name for t in self._tensors]
-        return np.array([digests[n] for n in order], dtype=np.uint64), nonfinite
+        return (np.array([digests[n] for n in order], dtype=np.uint64),
+                np.stack([stats[n] for n in order]), nonfinite)
 
     def _check_tensor(self, name: str, array: np.ndarray, source_dtype: str,
                       schema: Mapping[str, TensorInfo], first: bool) -> TensorInfo:
@@ -394,9 +410,12 @@ class Run:
             arr.resize((L.grown_capacity(arr.shape[0], row + 1), *arr.shape[1:]))
         self._writes.submit(arr, row, value, done)
 
-    def _write_row_extras(self, row: int, hashes: np.ndarray,
+    def _write_row_extras(self, row: int, hashes: np.ndarray, stats: np.ndarray,
                           metrics: Mapping[str, float] | None) -> None:
-        self._write_row(L.HASHES, row, hashes, create=(row == 0 and len(self._steps) == 0))
+        fresh = row == 0 and len(self._steps) == 0
+        self._write_row(L.HASHES, row, hashes, create=fresh)
+        self._write_row(L.STATS, row, stats, create=fresh or L.STATS not in self._group,
+                        fill_value=np.nan)
         metrics = {metric_key(k): float(v) for k, v in (metrics or {}).items() if v is not None}
         existing = self._metric_names()
         for name in sorted(set(existing) | set(metrics)):

@@ -30,7 +30,7 @@ def is_uniform(edges: np.ndarray) -> bool:
     return bool(np.isfinite(mean) and np.all(np.abs(widths - mean) <= 1e-6 * mean))
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def _count(flat, item_start, item_stop, row_items, edges, uniform, out):  # pragma: no cover (jit)
     nbins = edges.shape[0] - 1
     n_items = item_start.shape[0]
@@ -118,7 +118,7 @@ def histogram_accumulate(counts: np.ndarray, values: np.ndarray, edges: np.ndarr
     return counts
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def _moments(flat, item_start, item_stop, row_items, out):  # pragma: no cover (jit)
     n_items = item_start.shape[0]
     part = np.empty((n_items, 4))  # finite lo, finite hi, mean, m2 of each item
@@ -166,7 +166,7 @@ def row_moments(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy(), out[:, 3].copy()
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def _pairwise(u, sqrt2):  # pragma: no cover (jit)
     n, nbins = u.shape
     out = np.zeros((n, n))
