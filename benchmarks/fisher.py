@@ -14,6 +14,7 @@ each case in its own process (so its peak RSS is its own):
   information length from ``dynlab.geometry``;
 - ``dynlab``: ``dynlab.run(store, "fisher-velocity", backend="numba")`` — two streaming passes,
   per layer and pooled, result written to the store;
+- ``dynlab-pooled``: the same with ``-p per_layer=false`` (one histogram per value, not two);
 - ``dynlab-short``: the same on a run of a quarter of the checkpoints (peak RSS must not grow
   with the number of checkpoints).
 
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import model_shapes  # a sibling benchmark script
 
 REPO = Path(__file__).resolve().parents[1]
-CASES = ("floor", "numpy", "dynlab", "dynlab-short")
+CASES = ("floor", "numpy", "dynlab", "dynlab-pooled", "dynlab-short")
 
 
 def build_store(path: Path, steps: int, params: float) -> None:
@@ -116,10 +117,11 @@ def case_numpy(store_path: Path) -> dict:
     return {"L_pooled_every_pair": float(length[-1])}
 
 
-def case_dynlab(store_path: Path, run: str) -> dict:
+def case_dynlab(store_path: Path, run: str, per_layer: bool = True) -> dict:
     import dynlab
 
-    dynlab.run(store_path, ["fisher-velocity"], runs=[run], backend="numba", force=True)
+    dynlab.run(store_path, ["fisher-velocity"], runs=[run], backend="numba", force=True,
+               params={"per_layer": per_layer})
     ds = dynlab.results(store_path, "fisher-velocity", run)
     return {"L_pooled": float(ds["length"].sel(layer="all")[-1])}
 
@@ -140,16 +142,27 @@ def child(case: str, store_path: Path) -> None:
 
         geometry.histogram_counts(np.zeros((1, 10), np.float32), np.linspace(0, 1, 5), backend="numba")
         backend("numba").row_moments(np.zeros((1, 10), np.float32))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), os.times()
     if case == "floor":
         info = case_floor(store_path)
     elif case == "numpy":
         info = case_numpy(store_path)
     else:
-        info = case_dynlab(store_path, "short" if case == "dynlab-short" else "long")
-    seconds = time.perf_counter() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB on Linux
-    print(json.dumps({"case": case, "seconds": seconds, "rss_mib": rss, **info}))
+        info = case_dynlab(store_path, "short" if case == "dynlab-short" else "long",
+                           per_layer=case != "dynlab-pooled")
+    seconds, cpu = time.perf_counter() - started, os.times()
+    cpu_seconds = (cpu.user - cpu_started.user) + (cpu.system - cpu_started.system)
+    print(json.dumps({"case": case, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                      "rss_mib": peak_rss_mib(), **info}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's peak
+    across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,10 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     gb = warm["bytes"] / 1e9
     print(f"\nfisher-velocity end to end: {args.steps} checkpoints × {args.params / 1e6:.1f}M params "
           f"({gb:.2f} GB of float32), {os.cpu_count()} cores")
-    print(f"{'case':<14}{'seconds':>9}{'GB/s':>8}{'× floor':>9}{'peak RSS MiB':>14}")
+    print(f"{'case':<14}{'seconds':>9}{'CPU s':>8}{'GB/s':>8}{'× floor':>9}{'peak RSS MiB':>14}")
     for case, r in results.items():
         rate = gb / r["seconds"] if case != "dynlab-short" else gb / 4 / r["seconds"]
-        print(f"{case:<14}{r['seconds']:>9.2f}{rate:>8.2f}{r['seconds'] / floor:>9.2f}{r['rss_mib']:>14.0f}")
+        print(f"{case:<14}{r['seconds']:>9.2f}{r['cpu_seconds']:>8.1f}{rate:>8.2f}"
+              f"{r['seconds'] / floor:>9.2f}{r['rss_mib']:>14.0f}")
     ratio = results["dynlab"]["seconds"] / floor
     speedup = results["numpy"]["seconds"] / results["dynlab"]["seconds"]
     rss_growth = results["dynlab"]["rss_mib"] - results["dynlab-short"]["rss_mib"]

@@ -151,6 +151,23 @@ def test_histogram_backends_equal_reference(seed, t, n, b, uniform, f32, ragged)
         np.testing.assert_array_equal(g.histogram_counts(samples, edges, backend), want, err_msg=backend)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), b=st.integers(1, 300), wobble=st.sampled_from([0.0, 1e-9, 5e-7]),
+       offset=st.sampled_from([0.0, 1e3, -1e6]))
+def test_numba_shortcut_far_from_edges_is_exact(seed, b, wobble, offset):
+    """The numba fast path trusts ⌊f⌋ away from the edges (``guard_band``); values on, just
+    beside and between nearly-uniform edges, far from zero, all land where np.histogram puts them."""
+    rng = np.random.default_rng(seed)
+    lo, width = offset + rng.uniform(-3, 3), 10.0 ** rng.uniform(-4, 2)
+    edges = lo + width * (np.arange(b + 1) + rng.uniform(-wobble, wobble, b + 1))
+    edges[0], edges[-1] = lo, lo + width * b
+    near = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+    x = np.concatenate([near, rng.uniform(edges[0] - width, edges[-1] + width, 5000)])[None, :]
+    for dtype in (np.float64, np.float32):
+        xs = x.astype(dtype)
+        np.testing.assert_array_equal(g.histogram_counts(xs, edges, "numba"), _np_counts(xs, edges))
+
+
 def test_long_rows_split_into_items_and_chunks():
     """Rows longer than the numba work item and the torch chunk: the splitting changes nothing."""
     rng = np.random.default_rng(2)
