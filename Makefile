@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fisher_accuracy.py
 	$(BIN)/python benchmarks/fisher.py
 	$(BIN)/python benchmarks/network.py
+	$(BIN)/python benchmarks/lyapunov.py
+	$(BIN)/python benchmarks/fss.py
 
 clean:
 	rm -rf $(VENV) demo-output bench-output .pytest_cache .ruff_cache
