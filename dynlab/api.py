@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dynlab.errors import StoreError
 from dynlab.ingestion import IngestReport, ingest
 from dynlab.ingestion._recorder import Recorder
 from dynlab.store import Run, Store, open_store
@@ -76,7 +77,7 @@ def results(store: str | os.PathLike[str] | Store, analyzer: str, run: str | Non
     if run is not None:
         return st.result(analyzer, run)
     if not targets:
-        return st.result(analyzer, "")  # raises the "no result, run it" error
+        raise StoreError(f"the store holds no result of '{analyzer}' (run: dynlab run {analyzer})")
     if len(targets) == 1:
         return st.result(analyzer, targets[0])
     datasets = [st.result(analyzer, t) for t in targets]

@@ -3,8 +3,10 @@
 1. Train small MLPs (64-H-H-10) on scikit-learn's digits at several widths and seeds, long enough
    to overfit, saving plain torch checkpoints every epoch and a metrics.csv sidecar.
 2. Ingest the sweep directory (one run per width and seed) into a store.
-3. Run every installed analyzer over every run.
-4. Print a short summary and save one PNG per analyzer.
+3. Run the built-in analyzers that apply to one training run (and, across widths, the
+   finite-size scaling fit) over every run.
+4. A small replica experiment on Iris (``lyapunov``): regular or chaotic at this learning rate?
+5. Print what the data show and save one PNG per analyzer.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ from pathlib import Path
 import numpy as np
 
 from dynlab import api
-from dynlab.report import overfitting_onset, plot_result
+from dynlab.report import (
+    overfitting_onset,
+    plot_chaos,
+    plot_fss,
+    plot_network,
+    plot_result,
+    plot_transitions,
+)
 
 Echo = Callable[[str], None]
 
+#: what the demo runs on the digits runs: everything built in that applies to single training runs
+#: (lyapunov needs replica runs: the Iris experiment; lyapunov-series a chaotic-looking series)
+DIGITS_ANALYZERS = ("weight-change", "fisher-velocity", "fisher-distance", "network", "transitions")
 
-def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 64, 128),
-             seeds: Sequence[int] = (0, 1), epochs: int = 80, echo: Echo = print) -> dict:
+
+def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
+             seeds: Sequence[int] = (0, 1), epochs: int = 80, chaos: bool = True,
+             echo: Echo = print) -> dict:
     """Run the whole demo into ``out``; returns what it printed, as data."""
     import torch
 
@@ -45,15 +59,22 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 64, 128),
     for width in widths:
         for seed in seeds:
             api.ingest(ckpts / f"w{width}-s{seed}", store,
-                       attrs={"dataset": "digits", "width": width, "seed": seed})
+                       attrs={"dataset": "digits", "width": width, "seed": seed, "group": "digits"})
     echo(f"ingested into {store} in {time.perf_counter() - started:.1f} s")
 
-    analyzers = [a["name"] for a in api.analyzers_table()]
     started = time.perf_counter()
-    report = api.run(store, analyzers)
+    report = api.run(store, list(DIGITS_ANALYZERS))
+    failed = list(report.failed)
+    analyzers = list(DIGITS_ANALYZERS)
+    spread = None
+    if len(set(widths)) >= 2:  # finite-size scaling across widths, with the seeds' spread as errors
+        spread = _seed_spread(api.open_store(store), "fisher-velocity", "rate")
+        params = {"fss.rel_err": min(spread, 1.0)} if spread is not None else {}
+        failed += api.run(store, ["fss"], params=params).failed
+        analyzers.append("fss")
     echo(f"ran {', '.join(analyzers)} on {len(api.runs_table(store))} runs in "
          f"{time.perf_counter() - started:.1f} s")
-    for failure in report.failed:
+    for failure in failed:
         echo(f"  {failure.analyzer} {failure.target}: failed: {failure.message}")
 
     st = api.open_store(store)
@@ -85,14 +106,138 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 64, 128),
             echo(f"{name:<10} L = {at:.2f} (step {onsets[name]})  {float(length[-1]):.2f} (end)"
                  f"   ratio {ratio:.2f}")
 
+    if "network" in st.results:
+        echo("\nnetwork: layer fluctuation Y_l = std of the node strengths of each node layer, "
+             "first → validation-loss minimum → end")
+        for name in st.results["network"]:
+            echo(f"{name:<10} {_fluctuation_summary(st.result('network', name), onsets[name])}")
+
+    if "transitions" in st.results:
+        echo("\ntransitions (METHODS §8): t* = minimum of d²ln L/d(ln t)² of the pooled information "
+             "length,\nand the same detector on ‖θ_t − θ_0‖ (control), against the overfitting "
+             "onset t_of and the first epoch of 100 % training accuracy")
+        echo("run        t* of L [interval]     t* of ‖θ−θ0‖ [interval]   t_of  full acc")
+        for name in st.results["transitions"]:
+            echo(f"{name:<10} {_transition_summary(st.result('transitions', name))}")
+        echo(_transition_verdict({n: st.result("transitions", n) for n in st.results["transitions"]}))
+
+    if "fss" in st.results:
+        for group in st.results["fss"]:
+            echo("\n" + _fss_summary(st.result("fss", group)))
+
+    chaos_result = None
+    if chaos:
+        from dynlab.demo._chaos import run_chaos_demo
+
+        started = time.perf_counter()
+        chaos_result = run_chaos_demo(out / "chaos.zarr")
+        echo("")
+        for line in chaos_result["lines"]:
+            echo(line)
+        echo(f"  (Iris replicas trained and analysed in {time.perf_counter() - started:.1f} s → "
+             f"{out / 'chaos.zarr'})")
+
     figures = []
+    special = {"network": plot_network, "transitions": plot_transitions, "fss": plot_fss}
     for analyzer, targets in st.results.items():
         results = {t: st.result(analyzer, t) for t in targets}
         path = plots / f"{analyzer}.png"
-        if plot_result(analyzer, results, onsets, path) is not None:
+        plot = special.get(analyzer, lambda a, r, o, p, _pr=plot_result: _pr(a, r, o, p))
+        if plot(analyzer, results, onsets, path) is not None:
             figures.append(path)
+    if chaos_result is not None and plot_chaos(chaos_result["per_lr"], plots / "lyapunov.png"):
+        figures.append(plots / "lyapunov.png")
     echo(f"\nplots: {', '.join(str(p) for p in figures)}")
-    return {"store": store, "plots": figures, "onsets": onsets, "failed": report.failed}
+    return {"store": store, "plots": figures, "onsets": onsets, "failed": failed,
+            "chaos": chaos_result, "seed_spread": spread}
+
+
+def _seed_spread(st, analyzer: str, variable: str) -> float | None:
+    """Median relative difference of the pooled ``variable`` between runs of the same width
+    (different seeds), over steps and widths: the run-to-run error of one curve, which the
+    finite-size scaling fit takes as the error of every point. None without two seeds."""
+    by_width: dict = {}
+    for name in st.results.get(analyzer, []):
+        by_width.setdefault(st.run(name).attrs.get("width"), []).append(name)
+    diffs = []
+    for names in by_width.values():
+        if len(names) < 2:
+            continue
+        curves = [np.asarray(st.result(analyzer, n)[variable].sel(layer="all")) for n in names[:2]]
+        a, b = curves
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.abs(a - b) / (0.5 * (np.abs(a) + np.abs(b)))
+        diffs.append(rel[np.isfinite(rel)])
+    values = np.concatenate(diffs) if diffs else np.array([])
+    return float(np.median(values)) if values.size else None
+
+
+def _fluctuation_summary(ds, onset: int | None) -> str:
+    """Y_l at the first step, at ``onset`` and at the end, per node layer."""
+    y = ds["fluctuation"]
+    at = y.sel(step=onset, method="nearest") if onset is not None else y.isel(step=-1)
+    parts = [f"{str(layer).split('.')[0][:6]}: {float(y.isel(step=0).sel(layer=layer)):.2f} → "
+             f"{float(at.sel(layer=layer)):.2f} → {float(y.isel(step=-1).sel(layer=layer)):.2f}"
+             for layer in y["layer"].values]
+    return "   ".join(parts)
+
+
+def _interval(ds, detector: str) -> str:
+    t = ds.sel(detector=detector)
+    if not bool(t["found"]):
+        return f"{'none':<22}"
+    return f"{float(t['t_star']):5.1f} [{float(t['t_low']):.1f}, {float(t['t_high']):.1f}]".ljust(22)
+
+
+def _transition_summary(ds) -> str:
+    t_of, t_acc = ds.attrs.get("t_of"), ds.attrs.get("t_full_accuracy")
+    return (f"{_interval(ds, 'series')} {_interval(ds, 'displacement')}    "
+            f"{'—' if t_of is None else t_of:>4}  {'—' if t_acc is None else t_acc:>4}")
+
+
+def _transition_verdict(results) -> str:
+    """How many runs have t* before t_of, for L and for the displacement control."""
+    lines = []
+    for detector, label in (("series", "L"), ("displacement", "‖θ−θ0‖")):
+        pairs = [(float(ds["t_star"].sel(detector=detector)), ds.attrs.get("t_of"))
+                 for ds in results.values() if bool(ds["found"].sel(detector=detector))]
+        pairs = [(t, o) for t, o in pairs if o]
+        if not pairs:
+            lines.append(f"{label}: no transition found in any run")
+            continue
+        before = sum(t < o for t, o in pairs)
+        ratios = np.array([t / o for t, o in pairs])
+        lines.append(f"{label}: transition found in {len(pairs)} of {len(results)} runs; t* < t_of "
+                     f"in {before}; median t*/t_of = {np.median(ratios):.2f} "
+                     f"(range {ratios.min():.2f}–{ratios.max():.2f})")
+    return "\n".join(lines)
+
+
+def _fss_summary(ds) -> str:
+    """The collapse and the shift fit, with a plain-words reading of S."""
+    p, e = ds["params"], ds["errors"]
+    names = [str(v) for v in ds["param"].values]
+    fit = ", ".join(f"{n} = {float(p.sel(param=n)):.3g} ± {float(e.sel(param=n)):.2g}" for n in names)
+    s = float(ds.attrs.get("quality", np.nan))
+    source = ds.attrs.get("source", "")
+    lines = [f"fss across widths ({source}, ρ = ln t): {fit}; quality S = {s:.3g}"]
+    if ds.attrs.get("weighted"):
+        verdict = ("the curves collapse within the seed-to-seed spread" if s < 2 else
+                   "they do not collapse within the seed-to-seed spread: no finite-size scaling "
+                   "of this form is supported by these runs")
+        lines.append(f"  errors: the seeds' median relative spread of each point; S ≈ 1 is a "
+                     f"good collapse, so {verdict}")
+    else:
+        lines.append("  (no errors on a: S is a mean squared deviation, compare it between fits, "
+                     "not with 1)")
+    shift = ds["shift"]
+    if np.isfinite(shift).all():
+        sh = ", ".join(f"{n!s} = {float(shift.sel(shift_param=n)):.3g}"
+                       for n in ds["shift_param"].values)
+        lines.append(f"  t*(N) = t*_∞ + c·N^(−1/ν): {sh}")
+    else:
+        lines.append("  t*(N) shift fit: fewer than 3 widths with a transition")
+    return "\n".join(lines)
 
 
 def _rwc_summary(ds, onset: int | None) -> str:

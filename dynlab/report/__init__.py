@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dynlab.errors import require
+from dynlab.report._figures import plot_chaos, plot_fss, plot_network, plot_transitions
+
+__all__ = ["overfitting_onset", "plot_chaos", "plot_fss", "plot_network", "plot_result",
+           "plot_transitions", "step_variables"]
 
 if TYPE_CHECKING:
     import xarray as xr
