@@ -156,7 +156,8 @@ def random_runs(draw):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(view=random_runs(), cls=st.sampled_from([FisherVelocity, FisherDistance]),
-       estimator=st.sampled_from(["histogram", "gaussian"]), backend=st.sampled_from(["numba", "torch"]))
+       estimator=st.sampled_from(["histogram", "gaussian", "kde"]),
+       backend=st.sampled_from(["numba", "torch"]))
 def test_every_backend_equals_the_numpy_reference_on_random_runs(view, cls, estimator, backend):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # noise warnings and constant-tensor NaNs are not the point
@@ -209,7 +210,7 @@ def test_a_run_without_statistics_for_every_step_reports_none(stored_run, tmp_pa
 def test_stored_statistics_give_the_result_of_a_data_pass(stored_run, clip):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableLengthWarning)
-        for estimator in ("histogram", "gaussian"):
+        for estimator in ("histogram", "gaussian", "kde"):
             fast = FisherVelocity(estimator=estimator, clip=clip).compute(stored_run, backend="numba")
             slow = FisherVelocity(estimator=estimator, clip=clip).compute(WithoutStats(stored_run),
                                                                           backend="numba")

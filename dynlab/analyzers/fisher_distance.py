@@ -57,6 +57,13 @@ class FisherDistance(fs.DistributionParams):
             for i, c in enumerate(curves):
                 out[i] = g.backend(backend).distance_matrix(g.probabilities(counts[c]))
             attrs["bins"] = {c: len(edges[c]) - 1 for c in curves}
+        elif self.estimator == "kde":
+            grids = fs.kde_grids(sc, self.bandwidth)
+            counts = fs.count(view, names, {c: gr.edges for c, gr in grids.items()}, backend,
+                              self.per_layer)
+            for i, c in enumerate(curves):
+                out[i] = g.backend(backend).distance_matrix(fs.kde_pdfs(counts[c], grids[c]))
+            attrs["kde"] = {c: {"h": grids[c].h, "grid": len(grids[c].edges) - 1} for c in curves}
         else:
             for i, c in enumerate(curves):
                 mu, sd = sc.mean[c], sc.std[c]
