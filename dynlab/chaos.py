@@ -35,7 +35,8 @@ Window rule (:func:`finite_time_exponent`, ``fit="auto"``): points beyond the fi
 ``saturation``·range of the plateau (the maximum for a rising curve, the minimum for a falling
 one) are excluded; windows of at least max(8, n/10) of the remaining n points are scanned (starts
 and ends on a grid of at most 150 positions); among those whose R² is within 0.001 of the best,
-the widest is taken. ``accepted`` is R² > ``min_r2`` (0.9, METHODS.md §6).
+the one over which ln d changes most (|slope| × width: the growth phase, not a long flat stretch)
+is taken. ``accepted`` is R² > ``min_r2`` (0.9, METHODS.md §6).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ __all__ = ["ChaosInputError", "FiniteTimeExponent", "LyapunovResult", "choose_em
            "replica_distances"]
 
 NORMS = ("l1", "l2")
-#: among the scanned windows, those with R² ≥ best − R2_TOL compete on width
+#: among the scanned windows, those with R² ≥ best − R2_TOL compete on the change of ln d
 R2_TOL = 0.001
 #: start and end positions scanned by the window search, at most
 WINDOW_GRID = 150
@@ -253,8 +254,8 @@ def finite_time_exponent(t: Any, d: Any, *, saturation: float = 0.1, min_points:
     ``t`` (T,) strictly increasing; ``d`` (T,) distances (points with d ≤ 0 or non-finite are left
     out). The window rule is the module's: saturation excluded (``saturation``: fraction of the
     range of ln d treated as the plateau; 0 keeps every point), window starts and ends scanned,
-    at least ``min_points`` points (default max(8, n/10)), the widest among the best R² (within
-    0.001). ``accepted`` = R² > ``min_r2``.
+    at least ``min_points`` points (default max(8, n/10)); among the windows whose R² is within
+    0.001 of the best, the one over which ln d changes most. ``accepted`` = R² > ``min_r2``.
     """
     t = np.asarray(t, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)

@@ -396,8 +396,9 @@ def fit_shift(sizes: Any, t_star: Any, dt_star: Any = None) -> ShiftResult:
 
     For fixed θ = 1/ν the model is linear in (t*_∞, c), so θ is found by a profile scan (log grid
     on [10⁻³, 10]) refined by a bounded 1-D minimisation; the covariance is (JᵀWJ)⁻¹ at the
-    optimum (W = dt*⁻²; without ``dt_star`` unit weights scaled by χ²/dof when dof > 0). Needs ≥ 3
-    sizes; with exactly 3 the fit interpolates (χ² = 0) and the errors come from ``dt_star`` alone.
+    optimum (W = dt*⁻²; without ``dt_star`` unit weights scaled by χ²/dof). Needs ≥ 3 sizes; with
+    exactly 3 the fit interpolates (χ² = 0) and the errors come from ``dt_star`` alone (NaN
+    without it).
     """
     from scipy.optimize import minimize_scalar
 
@@ -438,8 +439,10 @@ def fit_shift(sizes: Any, t_star: Any, dt_star: Any = None) -> ShiftResult:
             cov_th = np.linalg.inv(jac.T @ (w[:, None] * jac))
         except np.linalg.LinAlgError:
             cov_th = np.full((3, 3), np.nan)
-        if dt_star is None and dof > 0:
-            cov_th *= chi2 / dof
+        if dt_star is None:
+            # unit weights have no scale: the residuals give it (curve_fit's absolute_sigma=False);
+            # with 3 sizes the fit interpolates (χ² = 0, dof = 0) and the errors are undefined
+            cov_th = cov_th * (chi2 / dof) if dof > 0 else np.full((3, 3), np.nan)
     # to (t_inf, c, ν): ν = 1/θ, dν/dθ = −1/θ²
     tr = np.diag([1.0, 1.0, -1.0 / theta ** 2])
     cov = tr @ cov_th @ tr.T

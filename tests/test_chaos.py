@@ -156,12 +156,14 @@ def test_matches_nolds_at_matched_parameters(system):
     ours = chaos.max_lyapunov(x, fit="all", **params)
     # the same algorithm on the same neighbours: the curves agree to rounding (no ties here)
     np.testing.assert_allclose(ours.divergence[ks], curve, rtol=1e-10)
-    assert ours.value == pytest.approx(le, rel=0.05)
+    # the same curve and the same least-squares line over all of it: the same slope, to rounding
+    assert ours.value == pytest.approx(le, rel=1e-9)
     # and dynlab's automatic choices land within 5 % of nolds at those same parameters
     auto = chaos.max_lyapunov(x)
     le_auto = nolds().lyap_r(x, emb_dim=auto.emb_dim, lag=auto.lag, min_tsep=auto.min_tsep,
                              trajectory_len=auto.window[1] + 1, fit="poly", fit_offset=auto.window[0])
-    assert auto.value == pytest.approx(le_auto, rel=0.05)
+    # (nolds' shorter trajectory_len leaves it a few more neighbour pairs: ~0.2 % apart)
+    assert auto.value == pytest.approx(le_auto, rel=0.01)
 
 
 def test_window_fits_equal_polyfit(rng):

@@ -149,3 +149,50 @@ def test_series_errors():
     short = MemoryRun("s", range(30), {"w": np.zeros((30, 2))}, {"train_loss": _logistic(30)})
     with pytest.raises(AnalyzerInputError, match="too short"):
         LyapunovSeries(min_tsep=10, trajectory_len=10).compute(short)
+
+
+class CountingRun(MemoryRun):
+    """A MemoryRun that records the bytes (as float64) of every read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads: list[int] = []
+
+    def read(self, tensor, steps=None, *, part=None):
+        out = super().read(tensor, steps, part=part)
+        self.reads.append(out.size * 8)
+        return out
+
+
+def _counting(run: MemoryRun, name: str | None = None) -> CountingRun:
+    return CountingRun(name or run.name, run.steps, {t.name: run.read(t.name) for t in run.tensors},
+                       run.metrics, dict(run.attrs))
+
+
+def test_reads_stay_within_the_block_budget(rng, monkeypatch):
+    """No analyzer here reads a whole tensor over all steps at once when that exceeds the block
+    budget: replica distances, weight norm and the PCA Gram matrix stream (same numbers)."""
+    from dynlab.analyzers import _blocks
+
+    group, _, _ = replica_group(rng)
+    whole = Lyapunov().compute(group)
+    counted = MemoryGroup("ic3", [_counting(r) for r in group.runs])
+    x = _logistic(400)
+    u = rng.standard_normal((6, 4))
+    series_run = _counting(MemoryRun("s", np.arange(400), {"a": x[:, None, None] * u,
+                                                            "b": rng.standard_normal((400, 5))}))
+    norm_whole = LyapunovSeries(series="weight-norm").compute(series_run)
+    pca_whole = LyapunovSeries(series="pca", components=2).compute(series_run)
+    budget = 1000  # bytes: below one tensor over all steps, above one checkpoint of any tensor
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", budget)
+    series_run.reads.clear()
+    streamed = Lyapunov().compute(counted)
+    assert max(max(r.reads) for r in counted.runs) <= budget
+    np.testing.assert_allclose(streamed["distance"].values, whole["distance"].values, rtol=1e-13)
+    norm = LyapunovSeries(series="weight-norm").compute(series_run)
+    assert max(series_run.reads) <= budget
+    np.testing.assert_allclose(norm["series"].values, norm_whole["series"].values, rtol=1e-13)
+    series_run.reads.clear()
+    pca = LyapunovSeries(series="pca", components=2).compute(series_run)
+    assert max(series_run.reads) <= 400 * 8 * 4  # one row of a's first axis over all steps
+    np.testing.assert_allclose(pca["series"].values, pca_whole["series"].values, rtol=1e-9, atol=1e-12)

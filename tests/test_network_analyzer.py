@@ -155,3 +155,19 @@ def test_bad_runs_name_the_run(kwargs, match):
     with pytest.raises(AnalyzerInputError, match=match) as info:
         Network(**kwargs).compute(conv_run())
     assert "run 'cnn'" in str(info.value)
+
+
+def test_a_diverged_checkpoint_spoils_only_its_own_row():
+    """A NaN weight (a diverged step) makes that step's statistics NaN; every other step keeps the
+    divergence it has without the bad step (edges from the finite strengths), not a silent 0."""
+    run = synthetic_run()
+    bad = {t.name: run.read(t.name) for t in run.tensors}
+    bad["layers.0.weight"][2, 0, 0] = np.nan
+    poisoned = MemoryRun("bad", run.steps, bad)
+    ds = Network(bins=7).compute(poisoned)
+    keep = np.arange(len(run.steps)) != 2
+    clean = Network(bins=7).compute(MemoryRun("clean", run.steps[keep],
+                                               {n: v[keep] for n, v in bad.items()}))
+    assert np.isnan(ds["divergence"].values[2, 0]) and np.isnan(ds["fluctuation"].values[2, 0])
+    np.testing.assert_allclose(ds["divergence"].values[keep], clean["divergence"].values, rtol=1e-12)
+    assert (clean["divergence"].values[1:, 0] > 0).any()

@@ -270,3 +270,19 @@ def test_fit_shift_bad_input():
         fit_shift([1.0, 2.0], [1.0, 2.0])
     with pytest.raises(ScalingInputError, match="positive"):
         fit_shift([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 0.0, 1.0])
+
+
+def test_fit_shift_errors_undefined_when_it_interpolates_without_errors():
+    """3 sizes, 3 parameters, no dt_star: χ² = 0 carries no scale, so the errors are NaN (not the
+    errors of an arbitrary unit weight); with dt_star they come from it."""
+    n = np.array([16.0, 64.0, 256.0])
+    t = 5.0 - 3.0 * n ** (-1 / 1.5)
+    bare = fit_shift(n, t)
+    assert (bare.t_inf, bare.c, bare.nu) == pytest.approx((5.0, -3.0, 1.5), rel=1e-6)
+    assert np.isnan([bare.dt_inf, bare.dc, bare.dnu]).all() and bare.dof == 0
+    weighted = fit_shift(n, t, np.full(3, 0.01))
+    assert np.isfinite([weighted.dt_inf, weighted.dc, weighted.dnu]).all()
+    # errors scale with dt_star when the fit interpolates
+    twice = fit_shift(n, t, np.full(3, 0.02))
+    np.testing.assert_allclose([twice.dt_inf, twice.dc, twice.dnu],
+                               2 * np.array([weighted.dt_inf, weighted.dc, weighted.dnu]), rtol=1e-6)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dynlab.analyzers import AnalyzerInputError
+from dynlab.analyzers import AnalyzerInputError, ParameterError
 from dynlab.analyzers.fisher_velocity import FisherVelocity
 from dynlab.analyzers.transitions import Transitions
 from dynlab.testing import MemoryRun, check_analyzer
@@ -133,7 +133,7 @@ LN100 = float(np.log(100.0))
 
 
 def fss_group(truth=(LN100, 2.0, 0.5), noise: float = 0.01, shift=(50.0, 400.0, 1.5),
-              widths=(8, 16, 32, 64), every: int = 3):
+              widths=(8, 16, 32, 64), every: int = 3, t_err: float | None = None):
     """Runs of widths 8…64 whose rate Γ(ρ = ln t) = L^{ζ/ν} f((ρ − ρ_c) L^{1/ν}), f logistic, with
     relative noise; their transitions results have t*(N) = t_inf + c·N^(−1/ν_s)."""
     from dynlab.testing import MemoryGroup
@@ -151,6 +151,8 @@ def fss_group(truth=(LN100, 2.0, 0.5), noise: float = 0.01, shift=(50.0, 400.0, 
         ts = shift[0] + shift[1] * width ** (-1 / shift[2])
         tr = xr.Dataset({"t_star": (("detector",), [ts, np.nan])},
                         coords={"detector": ["series", "displacement"]})
+        if t_err is not None:  # bootstrap std of ln t*, as the transitions analyzer reports it
+            tr["t_err"] = (("detector",), [t_err, np.nan])
         tensors = {"w": rng.standard_normal((len(steps), 3))}
         runs.append(MemoryRun(f"w{width}", steps, tensors, {}, {"width": width},
                               results={"fisher-velocity": fv, "transitions": tr}))
@@ -182,8 +184,61 @@ def test_fss_recovers_collapse_and_shift():
                                ds["size"].values[:, None] ** (1 / nu) * (ds["rho"].values - x_c))
 
 
+def test_fss_shift_weighted_by_the_transitions_errors():
+    """t* carries an error (transitions' t_err = std of ln t*, so dt* = t*·t_err): the shift fit
+    uses it; with 3 sizes and no errors, the fit interpolates and its errors are undefined (NaN)."""
+    from dynlab.analyzers.fss import FSS
+    from dynlab.scaling import fit_shift
+
+    group = fss_group(widths=(8, 16, 32), t_err=0.05)
+    ds = FSS(rel_err=0.01, n_boot=0).compute(group)
+    t_star, sizes = ds["t_star"].values, ds["size"].values
+    ref = fit_shift(sizes, t_star, 0.05 * t_star)
+    np.testing.assert_allclose(ds["shift_errors"].values, [ref.dt_inf, ref.dc, ref.dnu], rtol=1e-9)
+    assert np.isfinite(ds["shift_errors"].values).all()
+    bare = FSS(rel_err=0.01, n_boot=0).compute(fss_group(widths=(8, 16, 32)))
+    assert np.isfinite(bare["shift"].values).all() and np.isnan(bare["shift_errors"].values).all()
+
+
+def test_fss_bad_parameters_named_at_construction():
+    from dynlab.analyzers.fss import FSS
+
+    with pytest.raises(ParameterError, match="x_c0"):
+        FSS(x_c0="abc")
+    with pytest.raises(ParameterError, match="fix"):
+        FSS(fix="x_c,foo")
+    with pytest.raises(ParameterError, match="fix"):
+        FSS(fix="x_c,nu,zeta")
+
+
 def test_fss_needs_a_size():
     from dynlab.analyzers.fss import FSS
 
     with pytest.raises(AnalyzerInputError, match="attr 'depth'"):
         FSS(size_attr="depth", n_boot=0).compute(fss_group())
+
+
+def test_displacement_streams_in_blocks(monkeypatch):
+    """‖θ_t − θ_0‖ is read block by block (here: parts of one step) and equals the direct norm."""
+    from dynlab.analyzers import _blocks
+    from dynlab.analyzers.transitions import _displacement
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((12, 6, 5))
+    reads = []
+
+    class Counting(MemoryRun):
+        def read(self, tensor, steps=None, *, part=None):
+            out = super().read(tensor, steps, part=part)
+            reads.append(out.size * 8)
+            return out
+
+    run = Counting("r", np.arange(12), {"w": w, "b": rng.standard_normal((12, 3))})
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 100)  # two rows of w's first axis, one step
+    got = _displacement(run)
+    ref = np.sqrt(np.linalg.norm((w - w[0]).reshape(12, -1), axis=1) ** 2
+                  + np.linalg.norm(run.read("b") - run.read("b")[0], axis=1) ** 2)
+    reads.clear()
+    _displacement(run)
+    assert max(reads) <= 6 * 5 * 8  # never more than one step of w
+    np.testing.assert_allclose(got, ref, rtol=1e-13)

@@ -6,7 +6,8 @@ collapse a = L^{ζ/ν} f((ρ − ρ_c) L^{1/ν}) is fitted by :func:`dynlab.scal
 (Houdayer–Hartmann quality S, global search, curvature and bootstrap errors); each run keeps its
 own steps (NaN pads). The transition t* of every run (the ``transitions`` result, series detector)
 is fitted by :func:`dynlab.scaling.fit_shift`, t*(N) = t*_∞ + c·N^(−1/ν), when at least 3 distinct
-sizes have one. The raw and collapsed curves are stored for plotting.
+sizes have one, weighted by dt* = t*·t_err (transitions' bootstrap std of ln t*) when every run
+has it. The raw and collapsed curves are stored for plotting.
 
 Without errors on a, S is a mean squared deviation (``rel_err = 0``), not ≈ 1 for a good collapse;
 ``rel_err`` > 0 gives every point the error rel_err·|a| (then S ≈ 1 means a collapse within it).
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from dynlab.analyzers._contract import Analyzer, AnalyzerInputError, Output
-from dynlab.analyzers._params import Interval, Options, Text, param
+from dynlab.analyzers._params import Interval, Options, ParameterError, Text, param
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -35,7 +36,7 @@ class FSS(Analyzer):
     """Data collapse of a per-step quantity across run sizes, and the shift of t* with size."""
 
     name: ClassVar[str] = "fss"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     description: ClassVar[str] = ("finite-size scaling across runs of different size: data collapse "
                                   "(Houdayer–Hartmann) of a per-step quantity and the shift of t*")
     scope: ClassVar[str] = "group"
@@ -69,6 +70,25 @@ class FSS(Analyzer):
     n_boot: int = param(20, Interval(int, 0, 1000), "bootstrap refits of the collapse")
     seed: int = param(0, Interval(int, 0, None), "random seed of the bootstrap")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.x_c0.strip():
+            try:
+                ok = math.isfinite(float(self.x_c0))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ParameterError(f"{self.name}: parameter 'x_c0' must be a finite number or '', "
+                                     f"got {self.x_c0!r}")
+        fix = self._fixed()
+        unknown = [f for f in fix if f not in PARAMS]
+        if unknown or len(set(fix)) == len(PARAMS):
+            raise ParameterError(f"{self.name}: parameter 'fix' must name some of {', '.join(PARAMS)} "
+                                 f"and leave one free, got {self.fix!r}")
+
+    def _fixed(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.fix.split(",") if f.strip())
+
     def compute(self, view: Any, *, backend: str = "numpy") -> xr.Dataset:
         import xarray as xr
 
@@ -84,8 +104,8 @@ class FSS(Analyzer):
         val = np.full((len(runs), n), np.nan)
         for i, (r, v) in enumerate(series):
             rho[i, :len(r)], val[i, :len(v)] = r, v
-        t_star = np.array([_t_star(r) for r in runs])
-        fix = tuple(f.strip() for f in self.fix.split(",") if f.strip())
+        t_star, t_err = np.array([_t_star(r) for r in runs]).T
+        fix = self._fixed()
         x_c0 = self._start(rho, t_star)
         dy = None if self.rel_err == 0 else np.maximum(self.rel_err * np.abs(val), 1e-300)
         try:
@@ -96,9 +116,12 @@ class FSS(Analyzer):
             raise AnalyzerInputError(f"group '{view.name}': {exc}") from None
         shift, shift_err, chi2 = np.full(3, np.nan), np.full(3, np.nan), None
         ok = np.isfinite(t_star)
+        # transitions' t_err is the bootstrap std of ln t*: dt* = t*·t_err, used when every run has one
+        dt = t_star * t_err
+        weights = bool(ok.any()) and bool(np.all(np.isfinite(dt[ok]) & (dt[ok] > 0)))
         if len(np.unique(sizes[ok])) >= 3:
             try:
-                s = fit_shift(sizes[ok], t_star[ok])
+                s = fit_shift(sizes[ok], t_star[ok], dt[ok] if weights else None)
                 shift, shift_err, chi2 = (np.array([s.t_inf, s.c, s.nu]),
                                           np.array([s.dt_inf, s.dc, s.dnu]), s.chi2)
             except ScalingInputError:
@@ -118,7 +141,8 @@ class FSS(Analyzer):
             attrs={"quality": _json(fit.quality), "start_quality": _json(fit.start_quality),
                    "start": [x_c0, self.nu0, self.zeta0], "fixed": list(fix),
                    "size_attr": self.size_attr, "source": self.source, "rho": self.rho,
-                   "weighted": self.rel_err > 0, "shift_chi2": _json(chi2)},
+                   "weighted": self.rel_err > 0, "shift_chi2": _json(chi2),
+                   "shift_weighted": weights},
         )
 
     def _size(self, run: Any) -> float:
@@ -155,24 +179,23 @@ class FSS(Analyzer):
 
     def _start(self, rho: np.ndarray, t_star: np.ndarray) -> float:
         if self.x_c0.strip():
-            try:
-                return float(self.x_c0)
-            except ValueError:
-                raise AnalyzerInputError(f"x_c0 must be a number or '', got {self.x_c0!r}") from None
+            return float(self.x_c0)
         ok = np.isfinite(t_star) & (t_star > 0)
         if ok.any():
             return float(np.median(np.log(t_star[ok]) if self.rho == "log" else t_star[ok]))
         return float(0.5 * (np.nanmin(rho) + np.nanmax(rho)))
 
 
-def _t_star(run: Any) -> float:
+def _t_star(run: Any) -> tuple[float, float]:
+    """(t*, std of ln t*) of the run's transitions result (series detector); NaN where missing."""
     try:
         ds = run.result("transitions")
     except Exception:  # no transitions result: no shift fit
-        return float("nan")
+        return float("nan"), float("nan")
     if "t_star" not in ds.data_vars or "detector" not in ds.dims:
-        return float("nan")
-    return float(ds["t_star"].sel(detector="series"))
+        return float("nan"), float("nan")
+    err = float(ds["t_err"].sel(detector="series")) if "t_err" in ds.data_vars else float("nan")
+    return float(ds["t_star"].sel(detector="series")), err
 
 
 def _json(v: float | None) -> float | None:

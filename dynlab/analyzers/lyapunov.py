@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from dynlab.analyzers import _blocks
 from dynlab.analyzers._contract import Analyzer, AnalyzerInputError, Output
 from dynlab.analyzers._params import Interval, Options, Text, param
 
@@ -51,6 +52,33 @@ def _floating(view: Any, layers: str, analyzer: str) -> tuple[list[str], dict[st
     if not chosen:
         raise AnalyzerInputError(f"{analyzer}: run '{view.name}' has no floating-point tensor")
     return chosen, excluded
+
+
+def _step_chunks(view: Any, name: str, n_steps: int) -> int:
+    """Steps of tensor ``name`` per read so that one read stays within the block budget."""
+    info = next(t for t in view.tensors if t.name == name)
+    step_bytes = max(1, int(np.prod(info.shape, dtype=np.int64)) * 8)  # as float64
+    return max(1, min(n_steps, _blocks.BLOCK_BYTES // step_bytes))
+
+
+def _gram(view: Any, name: str, n_steps: int) -> np.ndarray:
+    """A Aᵀ (T × T) of tensor ``name`` centred over time, A = (T, size), read in slices of its first
+    axis (every step of a slice at once) so that one read stays within the block budget."""
+    info = next(t for t in view.tensors if t.name == name)
+    shape = tuple(info.shape)
+    if not shape:
+        parts: list[slice | None] = [None]
+    else:
+        row = max(1, int(np.prod(shape[1:], dtype=np.int64)) * 8 * n_steps)
+        per = max(1, _blocks.BLOCK_BYTES // row)
+        parts = [slice(a, min(shape[0], a + per)) for a in range(0, shape[0], per)]
+    gram = np.zeros((n_steps, n_steps))
+    for part in parts:
+        kwargs = {} if part is None else {"part": part}
+        w = np.asarray(view.read(name, **kwargs), dtype=np.float64).reshape(n_steps, -1)
+        w -= w.mean(axis=0)
+        gram += w @ w.T
+    return gram
 
 
 def _exponent_error(analyzer: str, target: str, exc: Exception) -> AnalyzerInputError:
@@ -112,10 +140,13 @@ class Lyapunov(Analyzer):
                 raise AnalyzerInputError(f"{self.name}: replica '{r.name}' lacks tensor '{wrong[0]}' "
                                          f"or has another shape than reference '{ref.name}'")
         sums = np.zeros((len(replicas), len(steps)))
-        for n in names:  # one tensor at a time: memory ≈ two copies of the largest tensor
-            a = ref.read(n, steps).astype(np.float64)
-            for i, r in enumerate(replicas):
-                sums[i] += pair_sums(a, r.read(n, steps), self.norm)
+        for n in names:  # one tensor, a block of steps at a time: memory ≈ two blocks
+            per = _step_chunks(ref, n, len(steps))
+            for a in range(0, len(steps), per):
+                rows = steps[a:a + per]
+                ref_w = ref.read(n, rows).astype(np.float64)
+                for i, r in enumerate(replicas):
+                    sums[i, a:a + per] += pair_sums(ref_w, r.read(n, rows), self.norm)
         per = sums if self.norm == "l1" else np.sqrt(sums)
         mean = per.mean(axis=0)
         try:
@@ -238,17 +269,16 @@ class LyapunovSeries(Analyzer):
         names, _ = _floating(view, self.layers, self.name)
         if self.series == "weight-norm":
             sq = np.zeros(len(steps))
-            for n in names:
-                w = view.read(n).astype(np.float64).reshape(len(steps), -1)
-                sq += np.einsum("ij,ij->i", w, w)
+            for n in names:  # block by block: memory bounded by one block
+                for block in _blocks.blocks(view, n):
+                    w = block.values.astype(np.float64)
+                    sq[block.rows] += np.einsum("ij,ij->i", w, w)
             x = np.sqrt(sq)
             keep = np.isfinite(x)
             return x[keep], keep, "weight norm", {"tensors": len(names)}
         gram = np.zeros((len(steps), len(steps)))
-        for n in names:  # centred over time, tensor by tensor: G = Σ_l A_l A_lᵀ
-            w = view.read(n).astype(np.float64).reshape(len(steps), -1)
-            w -= w.mean(axis=0)
-            gram += w @ w.T
+        for n in names:  # centred over time, tensor by tensor, slice by slice: G = Σ_l A_l A_lᵀ
+            gram += _gram(view, n, len(steps))
         if not np.isfinite(gram).all():
             raise AnalyzerInputError(f"{self.name}: run '{view.name}' has non-finite weights")
         evals, evecs = np.linalg.eigh(gram)

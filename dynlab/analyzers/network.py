@@ -66,16 +66,26 @@ def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 def divergence_from_first(x: np.ndarray, bins: int, pseudocount: float) -> np.ndarray:
     """Symmetrised KL of each row's histogram to the first row's: ``x`` (T, n) → (T,); edges are
-    ``bins`` equal bins over the range of all of ``x`` (a constant layer: one bin, D = 0)."""
+    ``bins`` equal bins over the range of all of ``x`` (a constant layer: one bin, D = 0).
+
+    Rows with a non-finite strength (a diverged checkpoint) get NaN and take no part in the edges;
+    every row is NaN when the first one is not finite."""
+    out = np.full(len(x), np.nan)
+    good = np.isfinite(x).all(axis=1)
+    if not good[0]:
+        return out
+    x = x[good]
     lo, hi = float(x.min()), float(x.max())
     if hi <= lo:
-        return np.zeros(len(x))
+        out[good] = 0.0
+        return out
     edges = np.linspace(lo, hi, bins + 1)
     idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
     flat = (idx + bins * np.arange(len(x))[:, None]).ravel()
     counts = np.bincount(flat, minlength=len(x) * bins).reshape(len(x), bins).astype(np.float64)
     p = (counts + pseudocount) / (counts.sum(axis=1, keepdims=True) + bins * pseudocount)
-    return ((p - p[0]) * (np.log(p) - np.log(p[0]))).sum(axis=1)
+    out[good] = ((p - p[0]) * (np.log(p) - np.log(p[0]))).sum(axis=1)
+    return out
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ class Network(Analyzer):
     """Node strength of every neuron, layer fluctuation and the strength distribution per layer."""
 
     name: ClassVar[str] = "network"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     description: ClassVar[str] = ("node strengths of the neuron graph, layer fluctuation and the "
                                   "change of each layer's strength distribution (complex networks)")
     scope: ClassVar[str] = "run"

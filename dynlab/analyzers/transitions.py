@@ -199,13 +199,28 @@ class Transitions(Analyzer):
 
 
 def _displacement(view: Any) -> np.ndarray:
-    """‖θ_t − θ_0‖ over every floating tensor, read one tensor at a time."""
-    total = np.zeros(len(view.steps))
+    """‖θ_t − θ_0‖ over every floating (or complex) tensor, read block by block
+    (:mod:`dynlab.analyzers._blocks`): memory is one block plus θ_0 of one tensor."""
+    from dynlab.analyzers._blocks import blocks
+
+    steps = np.asarray(view.steps)
+    total = np.zeros(len(steps))
     for tensor in view.tensors:
-        if np.dtype(tensor.dtype).kind not in "fc":
+        kind = np.dtype(tensor.dtype).kind
+        if kind not in "fc":
             continue
-        w = np.asarray(view.read(tensor.name), dtype=np.float64).reshape(len(total), -1)
-        total += np.sum((w - w[:1]) ** 2, axis=1)
+        as_type = np.complex128 if kind == "c" else np.float64
+        first = np.asarray(view.read(tensor.name, steps[:1]), dtype=as_type).reshape(-1)
+        offset = 0  # position of a block's columns in the flattened tensor
+        for block in blocks(view, tensor.name):
+            w = np.asarray(block.values, dtype=as_type)
+            width = w.shape[1]
+            if block.rows.stop - block.rows.start == 1 and width < first.size:  # a part of one step
+                ref = first[offset:offset + width]
+                offset = (offset + width) % first.size
+            else:
+                ref = first
+            total[block.rows] += np.sum(np.abs(w - ref) ** 2, axis=1)
     return np.sqrt(total)
 
 
