@@ -93,6 +93,7 @@ class Run:
         self._arrays.clear()
         attrs = dict(self._group.attrs)
         self._internal: dict[str, Any] = dict(attrs.pop(L.INTERNAL, {}))
+        self._internal_dirty = False  # bookkeeping changed in memory, not yet in the run's attrs
         self._user_attrs = attrs
         self._tensors = [TensorInfo.from_json(t) for t in self._internal.get("tensors", [])]
         self._steps = self._committed_steps()
@@ -368,6 +369,7 @@ class Run:
         else:
             self._tensors = list(seen.values())
             self._internal["tensors"] = [t.to_json() for t in self._tensors]
+            self._internal_dirty = True
         order = [t.name for t in self._tensors]
         return (np.array([digests[n] for n in order], dtype=np.uint64),
                 np.stack([stats[n] for n in order]), nonfinite)
@@ -414,8 +416,8 @@ class Run:
                           metrics: Mapping[str, float] | None) -> None:
         fresh = row == 0 and len(self._steps) == 0
         self._write_row(L.HASHES, row, hashes, create=fresh)
-        self._write_row(L.STATS, row, stats, create=fresh or L.STATS not in self._group,
-                        fill_value=np.nan)
+        self._write_row(L.STATS, row, stats, fill_value=np.nan,
+                        create=fresh or not self._has_array(L.STATS))
         metrics = {metric_key(k): float(v) for k, v in (metrics or {}).items() if v is not None}
         existing = self._metric_names()
         for name in sorted(set(existing) | set(metrics)):
@@ -426,6 +428,7 @@ class Run:
     def _record(self, step: int, nonfinite: Mapping[str, str],
                 source: Mapping[str, Any] | None) -> None:
         internal = self._internal
+        before = (dict(internal.get("nonfinite", {})), dict(internal.get("sources", {})))
         bad = {k: v for k, v in internal.get("nonfinite", {}).items() if int(k) != step}
         if nonfinite:
             bad[str(step)] = dict(nonfinite)
@@ -436,10 +439,16 @@ class Run:
         internal["nonfinite"] = bad
         if source is not None:
             internal.setdefault("sources", {})[str(step)] = dict(source)
-        self._group.attrs[L.INTERNAL] = internal
+        if self._internal_dirty or before != (bad, internal.get("sources", {})):
+            self._group.attrs[L.INTERNAL] = internal  # one metadata write, only when it changed
+            self._internal_dirty = False
+
+    def _has_array(self, key: str) -> bool:
+        """Whether the run holds array ``key`` (asked of the store once, then remembered)."""
+        return key in self._arrays or key in self._group
 
     def _commit(self, row: int, step: int) -> None:
-        if L.STEP not in self._group or row == 0:
+        if row == 0 or not self._has_array(L.STEP):
             arr = self._group.create_array(L.STEP, shape=(0,), dtype="int64", chunks=(4096,),
                                            fill_value=L.STEP_SENTINEL, overwrite=True)
             self._arrays[L.STEP] = arr
