@@ -67,6 +67,9 @@ class CollapseResult:
     n_eval: int
     fixed: tuple[str, ...] = ()
     start_quality: float = float("nan")
+    #: share of the points that S could compare (inside another size's scaled range): a fit that
+    #: pulls the sizes apart (ν → 0) leaves few, and a small S over few points means nothing
+    coverage: float = float("nan")
 
     @property
     def params(self) -> np.ndarray:
@@ -307,7 +310,22 @@ def collapse(sizes: Any, x: Any, y: Any, dy: Any = None, *, x_c0: float, nu0: fl
         x_c=float(p[0]), nu=float(p[1]), zeta=float(p[2]), dx_c=float(err[0]), dnu=float(err[1]),
         dzeta=float(err[2]), quality=float(best_s), cov=cov, boot=boot, boot_err=boot_err,
         x=_unflatten(d, xs), y=_unflatten(d, ys), dy=_unflatten(d, dys), sizes=d.sizes,
-        n_eval=n_eval[0], fixed=tuple(fix), start_quality=float(start_q))
+        n_eval=n_eval[0], fixed=tuple(fix), start_quality=float(start_q), coverage=coverage(xs))
+
+
+def coverage(xs: Sequence[np.ndarray]) -> float:
+    """Share of the points (scaled x per size, each sorted) that lie in [x_first, x_last) of at
+    least one other size with ≥ 2 points: the points the Houdayer–Hartmann S can compare."""
+    ranges = [(x[0], x[-1]) if len(x) >= 2 else None for x in xs]
+    covered = total = 0
+    for i, x in enumerate(xs):
+        inside = np.zeros(len(x), dtype=bool)
+        for j, r in enumerate(ranges):
+            if j != i and r is not None:
+                inside |= (x >= r[0]) & (x < r[1])
+        covered += int(inside.sum())
+        total += len(x)
+    return covered / total if total else float("nan")
 
 
 def _box(d: _Data, p0: np.ndarray, bounds: Mapping[str, tuple[float, float]] | None

@@ -286,3 +286,31 @@ def test_fit_shift_errors_undefined_when_it_interpolates_without_errors():
     twice = fit_shift(n, t, np.full(3, 0.02))
     np.testing.assert_allclose([twice.dt_inf, twice.dc, twice.dnu],
                                2 * np.array([weighted.dt_inf, weighted.dc, weighted.dnu]), rtol=1e-6)
+
+
+def test_coverage_counts_the_points_another_size_brackets():
+    from dynlab.scaling import coverage
+
+    a, b, c = np.array([0.0, 1.0, 2.0]), np.array([1.5, 2.5, 3.5]), np.array([10.0, 11.0])
+    # a: 2.0 ∈ [1.5, 3.5); b: 1.5 ∈ [0, 2); c: none → 2 of 8
+    assert coverage([a, b, c]) == pytest.approx(2 / 8)
+    assert coverage([a, a + 100]) == 0.0
+    rng = np.random.default_rng(0)
+    xs = [np.sort(rng.uniform(-k, k, 20)) for k in (1, 2, 4)]
+    brute = np.mean([any(j != i and xs[j][0] <= v < xs[j][-1] for j in range(3))
+                     for i in range(3) for v in xs[i]])
+    assert coverage(xs) == pytest.approx(brute)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_quality_at_extreme_exponents_is_not_an_exception(backend):
+    """ν → 0 with ζ > 0 underflows L^(−ζ/ν) to 0: the weights 1/dy² overflow. S must come out
+    as a number or inf (the optimizer then moves away), never a ZeroDivisionError (the numba
+    kernel once raised it inside the demo's fit)."""
+    from dynlab.scaling import quality
+
+    sizes = np.array([16.0, 32.0, 64.0])
+    x = np.linspace(0.0, 4.0, 30)
+    y = np.stack([np.exp(-x) * s for s in sizes])
+    s = quality(sizes, x, y, 0.2 * y, x_c=1.0, nu=0.0074, zeta=0.83, backend=backend)
+    assert np.isnan(s) or s >= 0

@@ -107,7 +107,13 @@ class FSS(Analyzer):
         t_star, t_err = np.array([_t_star(r) for r in runs]).T
         fix = self._fixed()
         x_c0 = self._start(rho, t_star)
-        dy = None if self.rel_err == 0 else np.maximum(self.rel_err * np.abs(val), 1e-300)
+        dropped = 0
+        dy = None
+        if self.rel_err > 0:  # a point of value 0 has error 0: certain, so no weight can be given
+            zero = val == 0
+            dropped = int(zero.sum())
+            val = np.where(zero, np.nan, val)
+            dy = self.rel_err * np.abs(val)
         try:
             fit = collapse(sizes, rho, val, dy, x_c0=x_c0, nu0=self.nu0, zeta0=self.zeta0, fix=fix,
                            n_boot=self.n_boot, seed=self.seed,
@@ -142,6 +148,7 @@ class FSS(Analyzer):
                    "start": [x_c0, self.nu0, self.zeta0], "fixed": list(fix),
                    "size_attr": self.size_attr, "source": self.source, "rho": self.rho,
                    "weighted": self.rel_err > 0, "shift_chi2": _json(chi2),
+                   "dropped_zero_points": dropped, "coverage": _json(fit.coverage),
                    "shift_weighted": weights},
         )
 

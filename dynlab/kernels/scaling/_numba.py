@@ -14,7 +14,7 @@ import numpy as np
 __all__ = ["quality_flat"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")  # 1/0 gives inf (then S is not finite), not an exception
 def quality_flat(sizes, offsets, rho, a, da, rho_c, nu, zeta):  # pragma: no cover (jit)
     """S at (ρ_c, ν, ζ) of concatenated, per-size sorted data; NaN when no point has an estimate."""
     k = sizes.shape[0]
