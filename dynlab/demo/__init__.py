@@ -214,14 +214,22 @@ def _transition_verdict(results) -> str:
 
 
 def _fss_summary(ds) -> str:
-    """The collapse and the shift fit, with a plain-words reading of S."""
+    """The collapse and the shift fit, with a plain-words reading of S and its coverage."""
     p, e = ds["params"], ds["errors"]
     names = [str(v) for v in ds["param"].values]
     fit = ", ".join(f"{n} = {float(p.sel(param=n)):.3g} ± {float(e.sel(param=n)):.2g}" for n in names)
     s = float(ds.attrs.get("quality", np.nan))
+    cover = ds.attrs.get("coverage")
+    cover = float("nan") if cover is None else float(cover)
     source = ds.attrs.get("source", "")
-    lines = [f"fss across widths ({source}, ρ = ln t): {fit}; quality S = {s:.3g}"]
-    if ds.attrs.get("weighted"):
+    lines = [f"fss across widths ({source}, ρ = ln t): {fit}",
+             f"  quality S = {s:.3g} over {cover:.0%} of the points (those another width's "
+             "scaled curve brackets)"]
+    degenerate = not np.isfinite(e.values).all() or not cover >= 0.5
+    if degenerate:
+        lines.append("  the best S pulls the widths apart (undefined errors or little overlap): "
+                     "no collapse — these runs show no finite-size scaling of this form")
+    elif ds.attrs.get("weighted"):
         verdict = ("the curves collapse within the seed-to-seed spread" if s < 2 else
                    "they do not collapse within the seed-to-seed spread: no finite-size scaling "
                    "of this form is supported by these runs")
