@@ -225,10 +225,12 @@ def _fss_summary(ds) -> str:
     lines = [f"fss across widths ({source}, ρ = ln t): {fit}",
              f"  quality S = {s:.3g} over {cover:.0%} of the points (those another width's "
              "scaled curve brackets)"]
-    degenerate = not np.isfinite(e.values).all() or not cover >= 0.5
+    nu = float(p.sel(param="nu"))
+    degenerate = not np.isfinite(e.values).all() or not cover >= 0.5 or not 0.05 <= nu <= 20
     if degenerate:
-        lines.append("  the best S pulls the widths apart (undefined errors or little overlap): "
-                     "no collapse — these runs show no finite-size scaling of this form")
+        lines.append(f"  the best S is degenerate (ν = {nu:.2g} scales the widths' axes by "
+                     "L^(1/ν), undefined errors or little overlap): no collapse — these runs show "
+                     "no finite-size scaling of this form")
     elif ds.attrs.get("weighted"):
         verdict = ("the curves collapse within the seed-to-seed spread" if s < 2 else
                    "they do not collapse within the seed-to-seed spread: no finite-size scaling "
