@@ -356,8 +356,8 @@ class Run:
             self._write_row(f"{L.PARAMS}/{name}", row, array, create=first, done=done)
             seen[name] = info
             digests[name] = tensor_hash(array)
-            stats[name] = tensor_stats(array)
-            if array.dtype.kind in "fc" and not np.isfinite(stats[name][2:]).all():
+            stats[name], all_finite = tensor_stats(array)
+            if not all_finite:
                 nonfinite[name] = _nonfinite_summary(array)
         if not seen:
             raise CheckpointError("the checkpoint holds no tensors")

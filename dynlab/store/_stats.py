@@ -4,8 +4,9 @@ Analyzers that need a run's global range or per-step moments (``fisher-velocity`
 read these instead of the data. Computed while the tensor is in memory anyway, with numpy (no
 numba here: importing it would add ≈ 120 MB to every ingest process), in float64 pieces of
 ``PIECE`` values combined exactly (Chan, Golub & LeVeque 1979), so the temporary memory is a few
-MB whatever the tensor. It also answers "are all values finite?" (the mean and m2 are finite
-exactly when every value is), which replaces a separate check.
+MB whatever the tensor. It also answers "are all values finite?" (from the plain min and max,
+which NaN and ±inf reach), which replaces a separate check; the mean and m2 cannot answer it: m2
+overflows for finite values near the float64 limit.
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ FIELDS = ("min", "max", "mean", "m2")
 PIECE = 1 << 20
 
 
-def tensor_stats(array: np.ndarray) -> np.ndarray:
-    """``[finite min, finite max, mean, m2]`` of ``array`` (float64; NaN for complex and empty
-    tensors, min and max NaN when no value is finite, mean and m2 non-finite when a value is)."""
+def tensor_stats(array: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``([finite min, finite max, mean, m2], every value finite)`` of ``array`` (float64; NaN for
+    complex and empty tensors, min and max NaN when no value is finite, mean and m2 non-finite
+    when a value is, or when they overflow)."""
     flat = np.ascontiguousarray(array).reshape(-1)
-    if flat.size == 0 or flat.dtype.kind == "c":
-        return np.full(len(FIELDS), np.nan)
+    if flat.size == 0:
+        return np.full(len(FIELDS), np.nan), True
+    if flat.dtype.kind == "c":
+        return np.full(len(FIELDS), np.nan), bool(np.isfinite(flat).all())
     lo, hi = float(flat.min()), float(flat.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)):  # rare: a NaN or ±inf somewhere
+    all_finite = bool(np.isfinite(lo) and np.isfinite(hi))
+    if not all_finite:  # rare: a NaN or ±inf somewhere
         finite = flat[np.isfinite(flat)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
     n, mean, m2 = 0, 0.0, 0.0
@@ -43,4 +48,4 @@ def tensor_stats(array: np.ndarray) -> np.ndarray:
                 mean += delta * n_b / total
                 m2 += m2_b + delta * delta * n * n_b / total
                 n = total
-    return np.array([lo, hi, mean, m2])
+    return np.array([lo, hi, mean, m2]), all_finite
