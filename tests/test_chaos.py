@@ -257,3 +257,25 @@ def test_bad_input_is_a_clear_error(call):
     with pytest.raises(chaos.ChaosInputError) as info:
         call()
     assert isinstance(info.value, DynlabError) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("every", [1, 2, 5, 10])
+def test_finite_time_exponent_finds_the_burst_after_a_flat_stretch(every):
+    """ln d flat (slow drift) for 300 iterations, then growing at 0.3 per iteration until it
+    saturates: Λ is the burst's 0.3, whatever the recording interval. (The first window rule
+    took the long, smooth, flat stretch: Λ ≈ 0.005.)"""
+    t = np.arange(0, 400, every, dtype=float)
+    rng = np.random.default_rng(every)
+    y = np.where(t < 300, -18 + 0.001 * t, -17.7 + 0.3 * (t - 300))
+    y = np.minimum(y, -2.0) + rng.normal(0, 0.02, t.size)
+    fit = chaos.finite_time_exponent(t, np.exp(y))
+    assert fit.value == pytest.approx(0.3, rel=0.03)
+    assert 290 <= fit.window[0] <= 320 and fit.accepted
+
+
+def test_finite_time_exponent_without_growth_is_the_overall_slope():
+    t = np.arange(200.0)
+    y = -10 + 0.002 * t + np.random.default_rng(0).normal(0, 0.01, t.size)  # 0.4 nats in all
+    fit = chaos.finite_time_exponent(t, np.exp(y))
+    assert fit.value == pytest.approx(0.002, abs=2e-4)
+    assert fit.window[0] == 0.0 and fit.window[1] > 150  # all but the saturation cut
