@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from dynlab.kernels import bhattacharyya as _kb
 from dynlab.kernels import fisher as _k
 
-__all__ = ["BACKENDS", "bhattacharyya", "cuda_available", "distance_from_initial", "distance_matrix",
-           "fisher_rao",
-           "gaussian_length", "gaussian_rate", "histogram_accumulate", "histogram_counts", "histograms",
-           "information_length", "information_rate", "probabilities", "resolve_backend"]
+__all__ = ["BACKENDS", "bhattacharyya", "bhattacharyya_matrix", "cuda_available",
+           "distance_from_initial", "distance_matrix", "fisher_rao", "gaussian_length", "gaussian_rate",
+           "histogram_accumulate", "histogram_counts", "histograms", "information_length",
+           "information_rate", "probabilities", "resolve_backend"]
 
 BACKENDS = ("auto", *_k.BACKENDS)
 _NORM_TOL = 1e-6  # |Σp − 1| allowed: float32 pdfs carry ≈ 1e-7·√B
@@ -292,3 +293,22 @@ def gaussian_length(mu: Any, sigma: Any, t: Any = None) -> np.ndarray:
     if t is not None:
         _times(t, len(mu))
     return _k.gaussian_length(mu, sigma)
+
+
+# ---------------------------------------------------------------------------- prediction space
+
+
+def bhattacharyya_matrix(P: Any, Q: Any = None, backend: str = "auto", device: Any = None,
+                         tile_m: int | None = None, tile_n: int | None = None) -> np.ndarray:
+    """(m, m′) per-sample Bhattacharyya distances between checkpoints' predictions (METHODS.md §2;
+    Mao et al., PNAS 2024)::
+
+        d_B(u, v) = (1/N) Σₙ −ln clip(Σ_c √(p_u(c|xₙ) p_v(c|xₙ)), 1e-12, 1)
+
+    ``P`` (m, N, C) class probabilities of m checkpoints on N probe samples, ``Q`` (m′, N, C) or
+    None (P with itself: exactly symmetric, zero diagonal). Tiled over checkpoints and samples
+    (memory never (m, m, N)); validation (shapes, NaN, negative values, rows summing to 1 within
+    1e-3) and the backends in :mod:`dynlab.kernels.bhattacharyya`.
+    """
+    return _kb.bhattacharyya_matrix(P, Q, backend=resolve_backend(backend, P), tile_m=tile_m,
+                                    tile_n=tile_n, device=device)
