@@ -32,7 +32,8 @@ from dynlab.analyzers._params import Interval, Options, Text, param
 if TYPE_CHECKING:
     import xarray as xr
 
-VAL_METRICS = ("val_loss", "valid_loss", "validation_loss", "test_loss")
+#: validation-loss metric names tried in order (eval_loss: Hugging Face's trainer_state.json)
+VAL_METRICS = ("val_loss", "eval_loss", "valid_loss", "validation_loss", "test_loss")
 ACC_METRICS = ("train_acc", "train_accuracy", "accuracy", "acc")
 DETECTORS = ("series", "displacement")
 TIME_DIMS = ("step", "step_mid")
@@ -172,27 +173,15 @@ class Transitions(Analyzer):
         return t, np.asarray(da.values, dtype=np.float64), ratio
 
     def _onset(self, view: Any, steps: np.ndarray) -> tuple[float | None, str]:
-        metrics = view.metrics
-        name = self.val_metric or next((m for m in VAL_METRICS if m in metrics), "")
-        if not name:
-            return None, ""
-        if name not in metrics:
-            raise AnalyzerInputError(f"run '{view.name}' has no metric '{name}' "
-                                     f"(metrics: {', '.join(metrics) or 'none'})")
-        v = np.asarray(metrics[name], dtype=np.float64)
-        if not np.isfinite(v).any():
+        v, name = _metric(view, self.val_metric, VAL_METRICS)
+        if v is None or not np.isfinite(v).any():
             return None, name
         return float(steps[int(np.nanargmin(v))]), name
 
     def _full_accuracy(self, view: Any, steps: np.ndarray) -> tuple[float | None, str]:
-        metrics = view.metrics
-        name = self.acc_metric or next((m for m in ACC_METRICS if m in metrics), "")
-        if not name:
-            return None, ""
-        if name not in metrics:
-            raise AnalyzerInputError(f"run '{view.name}' has no metric '{name}' "
-                                     f"(metrics: {', '.join(metrics) or 'none'})")
-        acc = np.asarray(metrics[name], dtype=np.float64)
+        acc, name = _metric(view, self.acc_metric, ACC_METRICS)
+        if acc is None:
+            return None, name
         full = 100.0 if np.nanmax(acc, initial=0.0) > 1.0 + 1e-9 else 1.0  # percent or fraction
         hit = np.flatnonzero(acc >= full - 1e-9)
         return (float(steps[hit[0]]) if len(hit) else None), name
@@ -234,3 +223,16 @@ def _on(t: np.ndarray, t_grid: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def _json(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
+
+
+def _metric(view: Any, explicit: str, defaults: tuple[str, ...]) -> tuple[np.ndarray | None, str]:
+    """(values, name) of the metric ``explicit`` (an error naming the run when it is missing), or
+    of the first of ``defaults`` the run records; (None, "") when there is none."""
+    metrics = view.metrics
+    name = explicit or next((m for m in defaults if m in metrics), "")
+    if not name:
+        return None, ""
+    if name not in metrics:
+        raise AnalyzerInputError(f"run '{view.name}' has no metric '{name}' "
+                                 f"(metrics: {', '.join(metrics) or 'none'})")
+    return np.asarray(metrics[name], dtype=np.float64), name

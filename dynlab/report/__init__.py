@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dynlab.analyzers.transitions import VAL_METRICS as VALIDATION_LOSS  # one list for both
 from dynlab.errors import require
 from dynlab.report._figures import plot_chaos, plot_fss, plot_network, plot_transitions
 
@@ -22,7 +23,6 @@ __all__ = ["overfitting_onset", "plot_chaos", "plot_fss", "plot_network", "plot_
 if TYPE_CHECKING:
     import xarray as xr
 
-VALIDATION_LOSS = ("val_loss", "eval_loss", "test_loss", "valid_loss")
 MAX_LINES = 12
 
 
