@@ -44,7 +44,7 @@ class Transitions(Analyzer):
     """Transition t* of a training curve, with the overfitting onset and the §8 controls."""
 
     name: ClassVar[str] = "transitions"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: eval_loss is a validation loss
     description: ClassVar[str] = ("transition t* where a training curve's power law changes regime "
                                   "(min of d²lnL/dln t²), vs the overfitting onset, with controls")
     scope: ClassVar[str] = "run"
