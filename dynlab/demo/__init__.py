@@ -120,6 +120,11 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
         for name in st.results["transitions"]:
             echo(f"{name:<10} {_transition_summary(st.result('transitions', name))}")
         echo(_transition_verdict({n: st.result("transitions", n) for n in st.results["transitions"]}))
+        echo("\nthe same detector on L from other estimators (METHODS §8: is t* a property of the "
+             "run or of the estimator?)")
+        echo("run        " + "  ".join(f"{label:>15}" for label, _ in ESTIMATOR_GRID) + "   max/min")
+        for name in st.results["transitions"]:
+            echo(f"{name:<10} {_estimator_spread(st.run(name))}")
 
     if "fss" in st.results:
         for group in st.results["fss"]:
@@ -170,6 +175,33 @@ def _seed_spread(st, analyzer: str, variable: str) -> float | None:
         diffs.append(rel[np.isfinite(rel)])
     values = np.concatenate(diffs) if diffs else np.array([])
     return float(np.median(values)) if values.size else None
+
+
+#: fisher-velocity settings of the estimator-spread control (label, parameters)
+ESTIMATOR_GRID = (("default", {}), ("every pair", {"adaptive": 0.0}),
+                  ("50 bins", {"bins": 50}), ("kde", {"estimator": "kde"}),
+                  ("gaussian", {"estimator": "gaussian"}))
+
+
+def _estimator_spread(run) -> str:
+    """t* of the pooled L from each estimator of :data:`ESTIMATOR_GRID`, and max/min of those."""
+    import warnings
+
+    from dynlab import transitions
+    from dynlab.analyzers.fisher_velocity import FisherVelocity
+
+    stars = []
+    for _, params in ESTIMATOR_GRID:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # every pair warns about snapshot noise: shown below
+            ds = FisherVelocity(per_layer=False, **params).compute(run, backend="numba")
+        length = ds["length"].sel(layer="all")
+        found = transitions.detect(np.asarray(ds["step"], dtype=float), np.asarray(length))
+        stars.append(found.t_star if found.found else np.nan)
+    cells = "  ".join(f"{t:>15.1f}" if np.isfinite(t) else f"{'none':>15}" for t in stars)
+    finite = [t for t in stars if np.isfinite(t)]
+    spread = f"{max(finite) / min(finite):7.2f}" if len(finite) >= 2 else "      —"
+    return f"{cells}   {spread}"
 
 
 def _fluctuation_summary(ds, onset: int | None) -> str:
