@@ -369,3 +369,50 @@ def test_kde_distance_matrix_matches_fisher_velocity():
     np.testing.assert_allclose(dist["distance"].isel(step=0).values, vel["distance"].T.values,
                                rtol=1e-9, atol=1e-12)
     assert vel.attrs["kde"] == dist.attrs["kde"]
+
+
+def test_kde_bandwidth_is_silverman_on_the_median_deviation():
+    """h = factor·1.06·σ̄·P^(−1/5), σ̄ the median over steps of the (population) standard deviation;
+    the grid spans [lo − 4h, hi + 4h] in cells of h/4."""
+    from dynlab.analyzers import _fisher as fs
+
+    x = np.random.default_rng(4).standard_normal((3, 500)) * np.array([[1.0], [3.0], [2.0]]) + 7
+    sc = fs.scan(MemoryRun("k", np.arange(3), {"w": x}), ["w"], {}, 0.0)
+    grid = fs.kde_grids(sc, 0.5)["w"]
+    assert grid.h == pytest.approx(0.5 * 1.06 * np.median(x.std(axis=1)) * 500 ** -0.2, rel=1e-12)
+    assert grid.edges[0] == pytest.approx(x.min() - 4 * grid.h, rel=1e-12)
+    assert grid.edges[-1] == pytest.approx(x.max() + 4 * grid.h, rel=1e-12)
+    assert np.diff(grid.edges).max() <= grid.h / fs.KDE_CELLS_PER_H * (1 + 1e-9)
+
+
+def test_kde_effective_bins_never_exceed_the_grid_cells():
+    """A range of many bandwidths (an outlier at one of three steps: the median σ ignores it) caps
+    the grid at KDE_GRID[1] cells: the noise floor counts at most that many independent pieces."""
+    from dynlab.analyzers import _fisher as fs
+
+    x = np.random.default_rng(5).standard_normal((3, 1000)) * 1e-3
+    x[-1, 0] = 1e3
+    sc = fs.scan(MemoryRun("k", np.arange(3), {"w": x}), ["w"], {}, 0.0)
+    grid = fs.kde_grids(sc, 1.0)["w"]
+    assert len(grid.edges) - 1 == fs.KDE_GRID[1]
+    assert grid.effective_bins <= len(grid.edges) - 1
+
+
+def test_kde_on_a_constant_tensor_gives_zero():
+    view = MemoryRun("const", [0, 1, 2], {"w": np.full((3, 4, 4), 0.25)})
+    ctx = _no_warnings()
+    try:
+        ds = FisherVelocity(estimator="kde").compute(view)
+    finally:
+        ctx.__exit__(None, None, None)
+    assert (ds["length"].values == 0).all() and (ds["distance"].values == 0).all()
+    assert ds.attrs["kde"]["w"]["h"] == pytest.approx(1.06 * 16 ** -0.2)  # no spread: σ̄ = 1
+
+
+def test_a_layer_without_finite_values_does_not_widen_the_pooled_range():
+    from dynlab.analyzers import _fisher as fs
+
+    x = np.random.default_rng(6).uniform(5, 6, (3, 200))
+    view = MemoryRun("nan", [0, 1, 2], {"a.weight": np.full((3, 10), np.nan), "b.weight": x})
+    sc = fs.scan(view, ["a.weight", "b.weight"], {}, 0.0)
+    assert (sc.lo["all"], sc.hi["all"]) == (x.min(), x.max())

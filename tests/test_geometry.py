@@ -168,6 +168,17 @@ def test_numba_shortcut_far_from_edges_is_exact(seed, b, wobble, offset):
         np.testing.assert_array_equal(g.histogram_counts(xs, edges, "numba"), _np_counts(xs, edges))
 
 
+@pytest.mark.parametrize("top", [1e-306, 1e-310])
+def test_numba_counts_on_edges_whose_uniform_scale_overflows(top):
+    """Edges over a range so small that B/(e_B − e_0) overflows to inf (subnormal widths): the
+    uniform guess (x − e_0)·inf would be NaN at x = e_0; the counts are still np.histogram's."""
+    edges = np.linspace(0.0, top, 201)
+    if not np.all(np.diff(edges) > 0):
+        edges = np.unique(edges)
+    x = np.concatenate([edges, edges[:-1] + np.diff(edges) / 2, [-1.0, 1.0]])[None, :]
+    np.testing.assert_array_equal(g.histogram_counts(x, edges, "numba"), _np_counts(x, edges))
+
+
 def test_long_rows_split_into_items_and_chunks():
     """Rows longer than the numba work item and the torch chunk: the splitting changes nothing."""
     rng = np.random.default_rng(2)

@@ -1,12 +1,17 @@
-"""Reading one tensor of a run in blocks: memory bounded by a block, every stored chunk read once.
+"""Reading one tensor of a run in blocks: memory bounded by a few blocks, every stored chunk read once.
 
 A block is a run of consecutive steps of the whole tensor when one step fits in ``max_bytes``;
 otherwise one step and a slice of the tensor's rows (first axis), aligned to the store's chunks so
-that no chunk is read twice. Analyzers that reduce per step (moments, histograms) accumulate over
-blocks; nothing larger than a block is ever in memory.
+that no chunk is read twice (so at least one chunk of rows, even where that exceeds ``max_bytes``).
+Analyzers that reduce per step (moments, histograms) accumulate over blocks; no more than a few
+blocks are ever in memory (below).
 
-The next block is read while the caller works on the current one (one reader thread, at most two
-blocks in memory): reading the store and the kernels (numba, ``nogil``) overlap. This is I/O
+The next block is read while the caller works on the current one (one reader thread): reading the
+store and the kernels (numba, ``nogil``) overlap. The generator holds at most two blocks (the one
+handed out and the one being read); a caller whose loop variable still holds the previous block
+while it asks for the next makes that three, so memory is bounded by 3 × ``max_bytes`` plus the
+kernels' temporaries. A read that fails raises in the caller at that block; closing the generator
+early (``break``) waits for the one read in flight and leaves no thread behind. This is I/O
 prefetch inside one task, not parallel work in the engine's sense.
 """
 
@@ -46,6 +51,8 @@ def blocks(view: Any, name: str, *, max_bytes: int | None = None) -> Iterator[Bl
     ``max_bytes`` defaults to :data:`BLOCK_BYTES` (read at call time).
     """
     reads = list(_reads(view, name, BLOCK_BYTES if max_bytes is None else max_bytes))
+    if not reads:  # a view without steps
+        return
     if len(reads) == 1:
         yield reads[0]()
         return

@@ -1,8 +1,9 @@
 """The streaming passes shared by ``fisher-velocity`` and ``fisher-distance`` (METHODS.md §1).
 
 Two passes over the run; in each, every tensor is read block by block (:mod:`._blocks`: a few
-steps of the tensor, or a slice of its rows at one step, never more than ``BLOCK_BYTES``), so every
-stored chunk is read once per pass and memory is bounded by a block, never by the run:
+steps of the tensor, or a slice of its rows at one step, at most ``BLOCK_BYTES`` unless one stored
+chunk of rows is larger), so every stored chunk is read once per pass and memory is bounded by a
+few blocks (:mod:`._blocks` says how many), never by the run:
 
 1. :func:`scan` — the range [lo, hi] of every tensor over the whole run, and its mean and standard
    deviation per step (the Gaussian estimator needs nothing else). A store written by this
@@ -149,6 +150,7 @@ def scan(view: Any, names: list[str], excluded: dict[str, str], clip: float,
     sizes = {t.name: int(np.prod(t.shape, dtype=np.int64)) for t in view.tensors}
     stored = stored_stats(view, names)
     s1 = np.zeros(n_steps)  # Σ n_l μ_l
+    ranged = []  # the layers with a finite value: they alone make the pooled range
     for name in names:
         if stored is not None:
             st = stored[name]
@@ -157,7 +159,11 @@ def scan(view: Any, names: list[str], excluded: dict[str, str], clip: float,
                     st[:, 1], initial=-np.inf), st[:, 2], st[:, 3]
         else:
             lo, hi, mean, m2 = _moments_from_data(view, name, kernel)
-        lo, hi = (float(lo), float(hi)) if lo <= hi else (0.0, 0.0)  # no finite value at all
+        if lo <= hi:
+            lo, hi = float(lo), float(hi)
+            ranged.append(name)
+        else:  # no finite value at all
+            lo, hi = 0.0, 0.0
         if clip > 0:
             lo, hi = _clipped_range(view, name, clip) or (lo, hi)
         out.size[name], out.lo[name], out.hi[name] = sizes[name], lo, hi
@@ -169,8 +175,8 @@ def scan(view: Any, names: list[str], excluded: dict[str, str], clip: float,
     mu = s1 / total
     var = sum(out.size[n] * (out.std[n] ** 2 + (out.mean[n] - mu) ** 2) for n in names) / total
     out.size[POOLED], out.mean[POOLED], out.std[POOLED] = total, mu, np.sqrt(var)
-    out.lo[POOLED] = min(out.lo[n] for n in names)
-    out.hi[POOLED] = max(out.hi[n] for n in names)
+    out.lo[POOLED] = min((out.lo[n] for n in ranged), default=0.0)
+    out.hi[POOLED] = max((out.hi[n] for n in ranged), default=0.0)
     return out
 
 
@@ -190,11 +196,14 @@ class KdeGrid:
 
     @property
     def effective_bins(self) -> int:
-        """Independent pieces of the smoothed density: the range over 2h (for the noise floor)."""
-        return max(1, round(float(self.edges[-1] - self.edges[0]) / (2 * self.h)))
+        """Independent pieces of the smoothed density: the range over 2h (for the noise floor),
+        at most the grid's cells (a grid capped at ``KDE_GRID[1]`` cells resolves no more)."""
+        pieces = round(float(self.edges[-1] - self.edges[0]) / (2 * self.h))
+        return max(1, min(pieces, len(self.edges) - 1))
 
 
-#: grid cells per bandwidth of the kde (linear binning error O((Δ/h)²) ≈ 0.4 %), and their limits
+#: grid cells per bandwidth of the kde (simple binning adds Δ²/12 to the kernel's h²: ≈ 0.5 %),
+#: and their limits
 KDE_CELLS_PER_H = 4
 KDE_GRID = (64, 8192)
 

@@ -159,20 +159,21 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
 
 def _seed_spread(st, analyzer: str, variable: str) -> float | None:
     """Median relative difference of the pooled ``variable`` between runs of the same width
-    (different seeds), over steps and widths: the run-to-run error of one curve, which the
-    finite-size scaling fit takes as the error of every point. None without two seeds."""
+    (different seeds; every pair of them), over steps and widths: the run-to-run error of one
+    curve (for two Gaussian curves of relative error σ, the median of |a − b|/ā is 0.95σ), which
+    the finite-size scaling fit takes as the error of every point. None without two seeds."""
+    from itertools import combinations
+
     by_width: dict = {}
     for name in st.results.get(analyzer, []):
         by_width.setdefault(st.run(name).attrs.get("width"), []).append(name)
     diffs = []
     for names in by_width.values():
-        if len(names) < 2:
-            continue
-        curves = [np.asarray(st.result(analyzer, n)[variable].sel(layer="all")) for n in names[:2]]
-        a, b = curves
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rel = np.abs(a - b) / (0.5 * (np.abs(a) + np.abs(b)))
-        diffs.append(rel[np.isfinite(rel)])
+        curves = [np.asarray(st.result(analyzer, n)[variable].sel(layer="all")) for n in names]
+        for a, b in combinations(curves, 2):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rel = np.abs(a - b) / (0.5 * (np.abs(a) + np.abs(b)))
+            diffs.append(rel[np.isfinite(rel)])
     values = np.concatenate(diffs) if diffs else np.array([])
     return float(np.median(values)) if values.size else None
 
@@ -228,21 +229,36 @@ def _transition_summary(ds) -> str:
 
 
 def _transition_verdict(results) -> str:
-    """How many runs have t* before t_of, for L and for the displacement control."""
+    """In how many runs a transition was found, and in how many of those with an overfitting onset
+    t* comes before it, for L and for the displacement control. An onset counts when 0 < t_of <
+    the last step: a validation loss lowest at the last checkpoint has not started to overfit
+    (every t* would trivially come "before" it), and t*/t_of needs t_of > 0."""
     lines = []
     for detector, label in (("series", "L"), ("displacement", "‖θ−θ0‖")):
-        pairs = [(float(ds["t_star"].sel(detector=detector)), ds.attrs.get("t_of"))
+        found = [(float(ds["t_star"].sel(detector=detector)), _onset(ds))
                  for ds in results.values() if bool(ds["found"].sel(detector=detector))]
-        pairs = [(t, o) for t, o in pairs if o]
-        if not pairs:
+        if not found:
             lines.append(f"{label}: no transition found in any run")
+            continue
+        head = f"{label}: transition found in {len(found)} of {len(results)} runs"
+        pairs = [(t, o) for t, o in found if o is not None]
+        if not pairs:
+            lines.append(f"{head}; none of them overfits before its last checkpoint (no t_of to "
+                         "compare with)")
             continue
         before = sum(t < o for t, o in pairs)
         ratios = np.array([t / o for t, o in pairs])
-        lines.append(f"{label}: transition found in {len(pairs)} of {len(results)} runs; t* < t_of "
-                     f"in {before}; median t*/t_of = {np.median(ratios):.2f} "
+        lines.append(f"{head}; t* < t_of in {before} of the {len(pairs)} that overfit before their "
+                     f"last checkpoint; median t*/t_of = {np.median(ratios):.2f} "
                      f"(range {ratios.min():.2f}–{ratios.max():.2f})")
     return "\n".join(lines)
+
+
+def _onset(ds) -> float | None:
+    """The run's overfitting onset t_of when 0 < t_of < its last step, else None."""
+    t_of = ds.attrs.get("t_of")
+    last = float(ds["step"].values[-1]) if "step" in ds.coords and ds.sizes["step"] else np.inf
+    return float(t_of) if t_of is not None and 0 < float(t_of) < last else None
 
 
 def _fss_summary(ds) -> str:
@@ -258,11 +274,16 @@ def _fss_summary(ds) -> str:
              f"  quality S = {s:.3g} over {cover:.0%} of the points (those another width's "
              "scaled curve brackets)"]
     nu = float(p.sel(param="nu"))
+    n_widths = len(np.unique(ds["size"].values)) if "size" in ds.coords else None
     degenerate = not np.isfinite(e.values).all() or not cover >= 0.5 or not 0.05 <= nu <= 20
     if degenerate:
         lines.append(f"  the best S is degenerate (ν = {nu:.2g} scales the widths' axes by "
                      "L^(1/ν), undefined errors or little overlap): no collapse — these runs show "
                      "no finite-size scaling of this form")
+    elif n_widths is not None and n_widths < 3:
+        lines.append(f"  only {n_widths} widths: a collapse with free {', '.join(names)} fits nearly "
+                     "any pair of curves, so S says nothing about finite-size scaling here (that "
+                     "needs at least 3 widths)")
     elif ds.attrs.get("weighted"):
         verdict = ("the curves collapse within the seed-to-seed spread" if s < 2 else
                    "they do not collapse within the seed-to-seed spread: no finite-size scaling "

@@ -122,9 +122,8 @@ def plot_fss(analyzer: str, results: Mapping[str, Any], onsets: Any = None,
     for row, group in enumerate(groups):
         ds = results[group]
         sizes = np.asarray(ds["size"], dtype=float)
-        order = np.argsort(np.unique(sizes))
-        palette = {s: plt.cm.viridis(i / max(len(order) - 1, 1))
-                   for i, s in enumerate(np.unique(sizes))}
+        widths = np.unique(sizes)
+        palette = {s: plt.cm.viridis(i / max(len(widths) - 1, 1)) for i, s in enumerate(widths)}
         for i, run in enumerate(ds["run"].values):
             color = palette[sizes[i]]
             axes[row][0].plot(ds["rho"][i], ds["value"][i], lw=1, color=color,
@@ -136,8 +135,8 @@ def plot_fss(analyzer: str, results: Mapping[str, Any], onsets: Any = None,
         axes[row][0].set_ylabel(ds.attrs.get("source", "a"))
         axes[row][1].set_title(f"collapsed: ρc={p['x_c']:.3g}, ν={p['nu']:.3g}, ζ={p['zeta']:.3g}, "
                                f"S={ds.attrs.get('quality', float('nan')):.3g}", fontsize=9)
-        axes[row][1].set_xlabel("L^{1/ν}(ρ − ρc)")
-        axes[row][1].set_ylabel("L^{−ζ/ν} a")
+        axes[row][1].set_xlabel(r"$L^{1/\nu}(\rho - \rho_c)$")
+        axes[row][1].set_ylabel(r"$L^{-\zeta/\nu}\,a$")
         axes[row][0].legend(fontsize=6)
         for ax in axes[row]:
             ax.tick_params(labelsize=7)

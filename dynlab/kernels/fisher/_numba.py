@@ -22,12 +22,15 @@ _SQRT2 = np.sqrt(2.0)
 
 def is_uniform(edges: np.ndarray) -> bool:
     """Whether the fast path's first guess floor((x − e_0)·B/(e_B − e_0)) is within a bin of the
-    answer: bin widths equal to 1e-6 of a width. (The guess is corrected against ``edges`` either
-    way, so this only decides speed, never the counts.)"""
-    with np.errstate(over="ignore", invalid="ignore"):  # edges near ±1e308: not uniform here
+    answer: bin widths equal to 1e-6 of a width, and a finite scale B/(e_B − e_0). (The guess is
+    corrected against ``edges`` either way, so this only decides speed, never the counts; but a
+    scale that overflows — subnormal widths — would make the guess NaN, whose int is undefined.)"""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # edges near ±1e308 or 0
         widths = np.diff(edges)
         mean = (edges[-1] - edges[0]) / len(widths)
-    return bool(np.isfinite(mean) and np.all(np.abs(widths - mean) <= 1e-6 * mean))
+        scale = len(widths) / (edges[-1] - edges[0])
+    return bool(np.isfinite(mean) and np.isfinite(scale)
+                and np.all(np.abs(widths - mean) <= 1e-6 * mean))
 
 
 def guard_band(edges: np.ndarray) -> float:
@@ -147,13 +150,16 @@ def _moments(flat, item_start, item_stop, row_items, out):  # pragma: no cover (
     for it in numba.prange(n_items):
         a, b = item_start[it], item_stop[it]
         lo, hi, s = np.inf, -np.inf, 0.0
+        shift = np.float64(flat[a])  # summing x − x_a: a plain sum keeps its digits under an offset
+        if not np.isfinite(shift):
+            shift = 0.0
         for i in range(a, b):
             x = np.float64(flat[i])
-            s += x
+            s += x - shift
             if np.isfinite(x):
                 lo = min(lo, x)
                 hi = max(hi, x)
-        mean = s / (b - a)
+        mean = shift + s / (b - a)
         m2 = 0.0
         for i in range(a, b):  # two passes over an item that sits in cache: no cancellation
             d = np.float64(flat[i]) - mean

@@ -72,7 +72,8 @@ def combine_moments(n_a: np.ndarray | int, mean_a: np.ndarray, m2_a: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         delta = np.subtract(mean_b, mean_a)
         w = np.where(n > 0, np.divide(n_b, np.maximum(n, 1)), 0.0)
-        mean = np.where(np.equal(n_a, 0), mean_b, np.add(mean_a, delta * w))
+        mean = np.where(np.equal(n_a, 0), mean_b,
+                        np.where(np.equal(n_b, 0), mean_a, np.add(mean_a, delta * w)))
         m2 = np.where(np.equal(n_a, 0), m2_b,
                       np.where(np.equal(n_b, 0), m2_a, m2_a + m2_b + delta * delta * n_a * w))
     return n, mean, m2
