@@ -23,6 +23,10 @@ class CheckpointError(DynlabError):
     """A checkpoint file cannot be read, or its content conflicts with the run."""
 
 
+class ProbeError(CheckpointError):
+    """Probe predictions or labels that are malformed or conflict with what the run stores."""
+
+
 class MissingDependencyError(DynlabError):
     """An optional dependency is needed; the message names the extra to install."""
 

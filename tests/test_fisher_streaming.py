@@ -47,6 +47,19 @@ def test_row_moments_equal_the_definition(backend, width):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_row_moments_keep_the_mean_under_a_large_offset(backend):
+    """Values 10⁶ ± 10⁻³: the mean within 5·10⁻⁷ σ of the exactly rounded one (math.fsum), as
+    numpy's pairwise sum (a plain running sum of 10⁶ such values is off by ≈ 1.5·10⁻⁶ σ)."""
+    import math
+
+    x = 1e6 + np.random.default_rng(9).standard_normal((2, 1_000_000)) * 1e-3
+    exact = np.array([math.fsum(row) / row.size for row in x])
+    _, _, mean, m2 = k.backend(backend).row_moments(x)
+    assert np.abs(mean - exact).max() < 5e-7 * 1e-3
+    np.testing.assert_allclose(m2, ((x - exact[:, None]) ** 2).sum(axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_row_moments_skip_non_finite_in_the_range_and_flag_the_moments(backend):
     x = np.random.default_rng(1).standard_normal((3, 1000))
     x[0, 10] = np.nan
@@ -72,6 +85,17 @@ def test_combine_moments_equals_the_moments_of_the_union():
     n, mean, m2 = k.combine_moments(np.zeros(3), np.zeros(3), np.zeros(3), 70, mb, qb)
     np.testing.assert_array_equal(mean, mb)
     np.testing.assert_array_equal(m2, qb)
+
+
+def test_combine_moments_with_an_empty_side_keeps_the_other():
+    """n = 0 on either side contributes nothing, whatever its (undefined, e.g. NaN) moments are."""
+    mean, m2 = np.array([1.5, -2.0]), np.array([4.0, 0.5])
+    nan = np.full(2, np.nan)
+    for n, mu, q in (k.combine_moments(7, mean, m2, 0, nan, nan),
+                     k.combine_moments(0, nan, nan, 7, mean, m2)):
+        assert np.all(n == 7)
+        np.testing.assert_array_equal(mu, mean)
+        np.testing.assert_array_equal(q, m2)
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -120,6 +144,57 @@ def test_blocks_of_several_steps_when_a_step_fits(stored_run):
     got = list(_blocks.blocks(stored_run, "big.bias", max_bytes=2 * 1500 * 4))
     assert [b.rows for b in got] == [slice(0, 2), slice(2, 4), slice(4, 5)]
     np.testing.assert_array_equal(np.vstack([b.values for b in got]), stored_run.read("big.bias"))
+
+
+class ScriptedView:
+    """A view of one tensor whose reads can fail or be slow, recording the threads that read."""
+
+    def __init__(self, n_steps=6, fail_at=None, delay=0.0):
+        self._run = MemoryRun("s", np.arange(n_steps), {"w": np.arange(n_steps * 40.0).reshape(n_steps, 40)})
+        self.fail_at, self.delay, self.calls = fail_at, delay, 0
+
+    def __getattr__(self, name):
+        return getattr(self._run, name)
+
+    def read(self, tensor, steps=None, *, part=None):
+        import time
+
+        self.calls += 1
+        time.sleep(self.delay)
+        if self.calls == self.fail_at:
+            raise OSError("disk error")
+        return self._run.read(tensor, steps, part=part)
+
+
+def _reader_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("dynlab-read")]
+
+
+def test_blocks_reader_error_reaches_the_consumer_and_no_thread_is_left():
+    view = ScriptedView(fail_at=3)
+    got = []
+    with pytest.raises(OSError, match="disk error"):
+        for block in _blocks.blocks(view, "w", max_bytes=40 * 8):
+            got.append(block.rows.start)
+    assert got == [0, 1] and not _reader_threads()
+
+
+def test_blocks_closed_early_stop_reading_and_leave_no_thread():
+    view = ScriptedView(delay=0.02)
+    for block in _blocks.blocks(view, "w", max_bytes=40 * 8):
+        assert block.rows == slice(0, 1)
+        break
+    assert not _reader_threads()
+    assert view.calls <= 2  # the block handed out and at most the one prefetched
+
+
+def test_blocks_of_a_view_without_steps_are_none():
+    class NoSteps(ScriptedView):
+        steps = np.zeros(0, dtype=np.int64)
+
+    assert list(_blocks.blocks(NoSteps(), "w", max_bytes=40 * 8)) == []
 
 
 @pytest.mark.parametrize("cls", [FisherVelocity, FisherDistance])
@@ -206,6 +281,37 @@ def test_a_run_without_statistics_for_every_step_reports_none(stored_run, tmp_pa
     assert dynlab.open_store(tmp_path / "s.zarr").run("r").stats is None
 
 
+def test_one_tensor_without_finite_values_keeps_the_statistics(tmp_path):
+    """An all-NaN (or empty) tensor has an all-NaN statistics row; that is not a step written by an
+    older dynlab, so the other tensors' stored statistics stay usable."""
+    store = dynlab.open_store(tmp_path / "s.zarr", mode="a")
+    run = store.create_run("r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the store's non-finite warning
+        for step in range(3):
+            run.append(step, {"w": np.full(10, float(step), np.float32),
+                              "dead": np.full(4, np.nan, np.float32),
+                              "empty": np.zeros(0, np.float32)})
+    stats = store.run("r").stats
+    assert stats is not None
+    np.testing.assert_array_equal(stats[:, 0, 0], [0.0, 1.0, 2.0])
+    assert np.isnan(stats[:, 1:]).all()
+
+
+def test_stored_statistics_replace_the_first_pass(stored_run):
+    """With the statistics in the store, the Gaussian estimator reads no tensor data at all and the
+    histogram reads every block once (its counting pass); without them, one more pass."""
+    fast, slow = CountingView(stored_run), CountingView(WithoutStats(stored_run))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableLengthWarning)  # pure noise: not the point here
+        FisherVelocity(estimator="gaussian").compute(fast, backend="numba")
+        assert fast.reads == []
+        FisherVelocity(estimator="gaussian").compute(slow, backend="numba")
+        assert len(slow.reads) == 2  # one block per tensor: the run is small
+        FisherVelocity().compute(fast, backend="numba")
+    assert len(fast.reads) == 2
+
+
 @pytest.mark.parametrize("clip", [0.0, 0.01])
 def test_stored_statistics_give_the_result_of_a_data_pass(stored_run, clip):
     with warnings.catch_warnings():
@@ -215,3 +321,29 @@ def test_stored_statistics_give_the_result_of_a_data_pass(stored_run, clip):
             slow = FisherVelocity(estimator=estimator, clip=clip).compute(WithoutStats(stored_run),
                                                                           backend="numba")
             xr.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+
+
+def test_stored_statistics_equal_a_data_pass_with_non_finite_values_and_float16(tmp_path):
+    """NaN and ±inf in some steps (finite range, non-finite moments) and a float16 tensor: the
+    statistics written at ingest and the moments kernel agree, so every estimator gives the
+    result of the data pass."""
+    rng = np.random.default_rng(8)
+    store = dynlab.open_store(tmp_path / "s.zarr", mode="a")
+    run = store.create_run("r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the store's non-finite warning
+        for step in range(4):
+            w = rng.standard_normal((30, 20)).astype(np.float32) + step
+            w[0, 0] = [0.0, 1.0, np.nan, np.inf][step] if step >= 2 else w[0, 0]
+            run.append(step, {"a.weight": w, "b.weight": (rng.standard_normal(50) * 3).astype(np.float16),
+                              "c.count": np.arange(5)})
+    run = store.run("r")
+    assert run.stats is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for cls in (FisherVelocity, FisherDistance):
+            for estimator in ("histogram", "gaussian", "kde"):
+                fast = cls(estimator=estimator).compute(run, backend="numba")
+                for backend in ("numpy", "numba"):
+                    slow = cls(estimator=estimator).compute(WithoutStats(run), backend=backend)
+                    xr.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)

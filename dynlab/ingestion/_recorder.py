@@ -20,7 +20,8 @@ class Recorder:
     >>> with Recorder("dynlab.zarr", "mlp-w64", attrs={"width": 64}) as rec:   # doctest: +SKIP
     ...     for epoch in range(epochs):
     ...         train_one_epoch(model)
-    ...         rec.log(epoch, model, train_loss=loss, test_loss=test_loss)
+    ...         rec.log(epoch, model, train_loss=loss, test_loss=test_loss,
+    ...                 predictions=probs_on_probe_set)          # optional, (N, C)
 
     ``log`` accepts a torch module, a state dict, or any mapping of array-likes. The recorder holds
     the run's writer lock until ``close()`` (or the end of the ``with`` block).
@@ -34,11 +35,19 @@ class Recorder:
         self._writing.__enter__()
         self._open = True
 
-    def log(self, step: int, weights: Any, /, **metrics: float) -> None:
-        """Store the checkpoint ``weights`` at ``step`` with scalar ``metrics``."""
+    def log(self, step: int, weights: Any, /, *, predictions: Any = None, **metrics: float) -> None:
+        """Store the checkpoint ``weights`` at ``step`` with scalar ``metrics`` and, optionally,
+        its class probabilities on the run's probe set, ``predictions`` (N, C) (an array or
+        tensor; see ``Run.write_predictions`` for the checks). Set the probe labels once with
+        ``rec.run.set_probe_labels(labels)``."""
         if not self._open:
             raise CheckpointError(f"recorder of run '{self.run.name}' is closed")
-        self.run.append(int(step), _as_arrays(weights), {k: _scalar(k, v) for k, v in metrics.items()})
+        if predictions is not None and type(predictions).__module__.startswith("torch"):
+            from dynlab.ingestion._torch import torch_to_numpy
+
+            predictions = torch_to_numpy(Path("<Recorder.log>"), "predictions", predictions)[0]
+        self.run.append(int(step), _as_arrays(weights), {k: _scalar(k, v) for k, v in metrics.items()},
+                        predictions=predictions)
 
     def close(self) -> None:
         if self._open:

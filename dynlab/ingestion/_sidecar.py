@@ -1,7 +1,11 @@
-"""Metrics from sidecar files beside the checkpoints: ``metrics.csv`` or ``metrics.jsonl``.
+"""Sidecar files beside the checkpoints: metrics and probe predictions.
 
-Both need a ``step`` column; every other numeric column becomes a metric. Rows for steps without a
-checkpoint are ignored (the store keeps one row per checkpoint); empty cells are missing values.
+Metrics: ``metrics.csv`` or ``metrics.jsonl``. Both need a ``step`` column; every other numeric
+column becomes a metric. Rows for steps without a checkpoint are ignored (the store keeps one row
+per checkpoint); empty cells are missing values.
+
+Probe predictions: a ``predictions/`` directory holding ``<step>.npy`` (N, C) class probabilities
+per step and optionally ``labels.npy`` (N,); files for steps without a checkpoint are ignored.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import json
 import math
 from pathlib import Path
 
-from dynlab.errors import CheckpointError
+import numpy as np
+
+from dynlab.errors import CheckpointError, ProbeError
 
 
 def read_sidecar(path: Path) -> dict[int, dict[str, float]]:
@@ -50,3 +56,52 @@ def _number(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if not math.isnan(number) else None
+
+
+#: Probe predictions beside the checkpoints: ``predictions/<step>.npy`` (N, C) per step and an
+#: optional ``predictions/labels.npy`` (N,), in the run directory.
+PREDICTIONS_DIR = "predictions"
+LABELS_FILE = "labels.npy"
+
+
+def prediction_files(root: Path) -> tuple[dict[int, Path], Path | None]:
+    """``({step: path}, labels path or None)`` of the predictions sidecar in run directory ``root``
+    (empty when there is none). Files other than ``.npy`` are ignored; a ``.npy`` whose name is
+    neither ``<step>.npy`` nor ``labels.npy`` is an error naming it."""
+    directory = root / PREDICTIONS_DIR
+    if not directory.is_dir():
+        return {}, None
+    by_step: dict[int, Path] = {}
+    labels = None
+    for path in sorted(directory.iterdir()):
+        if path.suffix != ".npy" or not path.is_file():
+            continue
+        if path.name == LABELS_FILE:
+            labels = path
+            continue
+        stem = path.stem.lstrip("+-")
+        if not stem.isdigit() or not stem.isascii():
+            raise CheckpointError(f"{path}: a predictions sidecar file must be named <step>.npy "
+                                  f"or {LABELS_FILE}")
+        step = int(path.stem)
+        if step in by_step:
+            raise CheckpointError(f"{path}: step {step} is also the step of {by_step[step]}")
+        by_step[step] = path
+    return by_step, labels
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """The array in a ``.npy`` file (memory-mapped; pickles refused), or a CheckpointError naming it."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{path}: cannot read as a .npy array ({exc})") from None
+
+
+def load_labels(path: Path) -> np.ndarray:
+    """Probe labels from ``path``: a non-empty 1-d array of non-negative integers, as int64."""
+    labels = load_npy(path)
+    if labels.dtype.kind not in "iu" or labels.ndim != 1 or len(labels) == 0 or (labels < 0).any():
+        raise ProbeError(f"{path}: probe labels must be a non-empty 1-d array of non-negative "
+                         f"integers, got {labels.dtype} of shape {labels.shape}")
+    return np.asarray(labels, dtype=np.int64)

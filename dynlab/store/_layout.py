@@ -17,6 +17,10 @@ PARAMS = "params"            # params/<tensor>: (T, *shape)
 METRICS = "metrics"          # metrics/<name>: float64 (T,)
 HASHES = "hashes"            # uint64 (T, K): xxh3-64 of each tensor's stored bytes, source order
 STATS = "stats"              # float64 (T, K, 4): finite min, finite max, mean, Σ(x − mean)² per tensor
+PREDICTIONS = "probe/predictions"  # (T, N, C) class probabilities: float32 (float16 if given so)
+PREDICTION_HASHES = "probe/hashes"  # uint64 (T,): xxh3-64 of each predictions row; 0 = none at that step
+LABELS = "probe/labels"      # int64 (N,); fill −1 (a label array holding −1 is not completely written)
+PROBE_SUM_TOL = 1e-3         # |Σ_c p − 1| allowed per sample: float16 softmax outputs carry ≈ 1e-3
 INTERNAL = "dynlab"          # run attrs key holding dynlab's own bookkeeping (user attrs sit beside it)
 
 #: fill value of ``step``: a resized-but-unwritten commit slot reads as this and is not committed.

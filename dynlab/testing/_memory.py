@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dynlab.errors import StoreError
-from dynlab.store import TensorInfo, check_part, check_run_name, find_tensor, step_rows
+from dynlab.errors import ProbeError, StoreError
+from dynlab.store import (
+    TensorInfo,
+    check_part,
+    check_predictions_row,
+    check_run_name,
+    find_tensor,
+    step_rows,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -31,13 +38,19 @@ class MemoryRun:
     (NaN where not recorded); ``results`` maps an analyzer name to its result Dataset, returned by
     ``result(analyzer)`` (for analyzers that ``require`` others). ``source_dtypes`` optionally
     gives the original dtype of a tensor (``bfloat16`` stored as float32).
+
+    ``predictions``: probe predictions, either (T, N, C) for every step or a mapping step →
+    (N, C) for some steps; checked and cast like the store's (``Run.write_predictions``).
+    ``labels``: the probe set's labels (N,).
     """
 
     def __init__(self, name: str, steps: Sequence[int] | np.ndarray,
                  tensors: Mapping[str, np.ndarray], metrics: Mapping[str, Any] | None = None,
                  attrs: Mapping[str, Any] | None = None,
                  results: Mapping[str, xr.Dataset] | None = None, *,
-                 source_dtypes: Mapping[str, str] | None = None):
+                 source_dtypes: Mapping[str, str] | None = None,
+                 predictions: np.ndarray | Mapping[int, np.ndarray] | None = None,
+                 labels: np.ndarray | Sequence[int] | None = None):
         check_run_name(name)
         self.name = name
         self._steps = np.asarray(steps, dtype=np.int64).reshape(-1)
@@ -69,6 +82,32 @@ class MemoryRun:
         # run attrs live in zarr's JSON: keep exactly what a stored run would give back
         self._attrs = json.loads(json.dumps(dict(attrs or {})))
         self._results = {k: v.copy(deep=True) for k, v in (results or {}).items()}
+        self._labels = None if labels is None else _checked_labels(name, labels)
+        self._predictions = self._checked_predictions(predictions)
+
+    def _checked_predictions(self, predictions: Any) -> dict[int, np.ndarray]:
+        if predictions is None:
+            return {}
+        if isinstance(predictions, Mapping):
+            rows = {int(k): v for k, v in predictions.items()}
+            unknown = sorted(set(rows) - set(self._steps.tolist()))
+            if unknown:
+                raise StoreError(f"run '{self.name}' has no checkpoint at step {unknown[0]}")
+        else:
+            array = np.asarray(predictions)
+            if array.ndim != 3 or len(array) != len(self._steps):
+                raise ProbeError(f"run '{self.name}': predictions must be (T, N, C) with T = "
+                                 f"{len(self._steps)} steps, got shape {array.shape}")
+            rows = dict(zip(self._steps.tolist(), array, strict=True))
+        out: dict[int, np.ndarray] = {}
+        shape = dtype = None
+        for step in sorted(rows):
+            row = check_predictions_row(rows[step], f"run '{self.name}' step {step}", shape=shape,
+                                        dtype=dtype, labels=self._labels).copy()
+            row.flags.writeable = False
+            shape, dtype = row.shape, row.dtype
+            out[step] = row
+        return out
 
     @classmethod
     def from_view(cls, view: RunView, steps: Iterable[int] | None = None, *,
@@ -83,7 +122,15 @@ class MemoryRun:
         metrics = {k: np.asarray(v)[rows] for k, v in view.metrics.items()}
         tensors = {t.name: view.read(t.name, chosen) for t in view.tensors}
         source = {t.name: getattr(t, "source_dtype", t.dtype) for t in view.tensors}
-        return cls(view.name, chosen, tensors, metrics, view.attrs, results, source_dtypes=source)
+        if getattr(view, "has_predictions", False):
+            with_predictions = chosen
+        else:  # some steps may have predictions: the store marks them by a non-zero hash
+            hashes = np.asarray(getattr(view, "prediction_hashes", np.zeros(len(all_steps))))
+            with_predictions = chosen[hashes[rows] != 0]
+        predictions = ({int(s): p for s, p in zip(with_predictions, view.read_predictions(
+            with_predictions), strict=True)} if len(with_predictions) else None)
+        return cls(view.name, chosen, tensors, metrics, view.attrs, results, source_dtypes=source,
+                   predictions=predictions, labels=getattr(view, "probe_labels", None))
 
     def __repr__(self) -> str:
         return (f"<dynlab.testing.MemoryRun {self.name!r}: {len(self._steps)} checkpoints, "
@@ -138,12 +185,57 @@ class MemoryRun:
         (row,) = self._rows([step])
         return {t.name: self._data[t.name][row].copy() for t in self._tensors}
 
+    @property
+    def probe_labels(self) -> np.ndarray | None:
+        """Labels of the probe set, int64 (N,), or None."""
+        return None if self._labels is None else self._labels.copy()
+
+    @property
+    def prediction_hashes(self) -> np.ndarray:
+        """Content hash of each step's predictions, uint64 (T,); 0 where a step has none (the
+        same values as the store's ``Run.prediction_hashes``)."""
+        from dynlab.store._hash import tensor_hash
+
+        return np.array([(tensor_hash(self._predictions[s]) or 1) if s in self._predictions else 0
+                         for s in self._steps.tolist()], dtype=np.uint64)
+
+    @property
+    def has_predictions(self) -> bool:
+        """Whether every step (at least one) has probe predictions."""
+        return bool(len(self._steps)) and len(self._predictions) == len(self._steps)
+
+    def read_predictions(self, steps: Iterable[int] | None = None) -> np.ndarray:
+        """Probe predictions at ``steps`` (default: all), (len(steps), N, C); errors as the store's."""
+        chosen = self._steps if steps is None else self._steps[step_rows(self._steps, steps, self.name)]
+        if not self._predictions:
+            raise StoreError(
+                f"run '{self.name}' has no probe predictions (store them with dynlab probe, "
+                "Recorder.log(..., predictions=...) or a predictions/ sidecar at ingest)")
+        missing = [str(s) for s in chosen.tolist() if s not in self._predictions]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise StoreError(f"run '{self.name}' has no probe predictions at step {shown}")
+        first = next(iter(self._predictions.values()))
+        if not len(chosen):
+            return np.zeros((0, *first.shape), dtype=first.dtype)
+        return np.stack([self._predictions[s] for s in chosen.tolist()])
+
     def result(self, analyzer: str) -> xr.Dataset:
         """The result of ``analyzer`` given at construction."""
         if analyzer not in self._results:
             raise StoreError(f"no result of '{analyzer}' for '{self.name}' "
                              f"(run: dynlab run {analyzer})")
         return self._results[analyzer].copy(deep=True)
+
+
+def _checked_labels(name: str, labels: Any) -> np.ndarray:
+    array = np.asarray(labels)
+    if array.dtype.kind not in "iu" or array.ndim != 1 or len(array) == 0 or (array < 0).any():
+        raise ProbeError(f"run '{name}': probe labels must be a non-empty 1-d array of non-negative "
+                         f"integers, got {array.dtype} of shape {array.shape}")
+    out = array.astype(np.int64)
+    out.flags.writeable = False
+    return out
 
 
 class MemoryGroup:
