@@ -67,10 +67,22 @@ class GroupSize(Analyzer):
                           coords={"run": [r.name for r in view.runs]})
 
 
+@dataclass(frozen=True)
+class MeanPrediction(Analyzer):
+    name = "test-predictions"
+    version = "1"
+    description = "mean top probability per step"
+    inputs = ("probe/predictions",)
+
+    def compute(self, view, *, backend="numpy"):
+        return xr.Dataset({"top": ("step", view.read_predictions().max(axis=2).mean(axis=1))},
+                          coords={"step": view.steps})
+
+
 @pytest.fixture
 def fakes(monkeypatch):
     eps = dict(registry._entry_points())
-    for cls in (MeanWeight, Doubled, Fragile, GroupSize):
+    for cls in (MeanWeight, Doubled, Fragile, GroupSize, MeanPrediction):
         eps[cls.name] = EntryPoint(cls.name, f"{__name__}:{cls.__name__}", registry.GROUP)
     registry.refresh()
     monkeypatch.setattr(registry, "_entry_points", lambda: eps)
@@ -117,6 +129,21 @@ def test_caching_force_params_and_new_checkpoints(fakes, store, rng):
     again = _status(api.run(store, "test-mean", params={"scale": "2"}))
     assert again == {("test-mean", "a"): "cached", ("test-mean", "b"): "computed",
                      ("test-mean", "c"): "computed"}
+
+
+def test_new_predictions_or_labels_invalidate_a_probe_result(fakes, store, rng):
+    """The fingerprint of an analyzer reading probe/predictions covers the predictions of every
+    step and the probe labels, not only the weights."""
+    run = store.run("a")
+    for step in run.steps:
+        run.write_predictions(int(step), rng.dirichlet(np.ones(3), size=5))
+    assert _status(api.run(store, "test-predictions", runs=["a"])) == {("test-predictions", "a"): "computed"}
+    assert _status(api.run(store, "test-predictions", runs=["a"])) == {("test-predictions", "a"): "cached"}
+    run.write_predictions(2, rng.dirichlet(np.ones(3), size=5))
+    assert _status(api.run(store, "test-predictions", runs=["a"])) == {("test-predictions", "a"): "computed"}
+    run.set_probe_labels(np.array([0, 1, 2, 0, 1]))
+    assert _status(api.run(store, "test-predictions", runs=["a"])) == {("test-predictions", "a"): "computed"}
+    assert _status(api.run(store, "test-predictions", runs=["a"])) == {("test-predictions", "a"): "cached"}
 
 
 def test_a_failing_run_does_not_lose_the_others(fakes, store, rng):

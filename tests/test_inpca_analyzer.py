@@ -91,3 +91,47 @@ def test_refuses_runs_without_predictions_or_with_another_probe_set(toy_group):
     other = PredictionRun("d", [0, 1], np.full((2, 5, 3), 1 / 3))
     with pytest.raises(AnalyzerInputError, match="differ in"):
         InPCA().compute(Group("g", [toy_group.runs[0], other]), backend="numpy")
+
+
+def _memory_group(rng, n_runs=2, steps=(0, 1, 2, 4), n=12, c=4):
+    from dynlab.testing import MemoryGroup, MemoryRun
+
+    labels = rng.integers(0, c, n)
+    runs = []
+    for r in range(n_runs):
+        logits = rng.standard_normal((n, c)) + np.cumsum(rng.standard_normal((len(steps), n, c)), 0)
+        p = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+        runs.append(MemoryRun(f"r{r}", list(steps), {"w": rng.standard_normal((len(steps), 3))},
+                              predictions=p.astype(np.float32), labels=labels))
+    return MemoryGroup("g", runs)
+
+
+def test_keeps_the_analyzer_contract_on_memory_runs():
+    from dynlab.testing import check_analyzer
+
+    check_analyzer("inpca", view=_memory_group(np.random.default_rng(0)))
+
+
+def test_registered_and_run_by_the_engine_on_a_store(tmp_path):
+    """End to end: predictions written to a store, ``api.run`` over a group of two runs, the stored
+    result equals the analyzer on the same data in memory; a changed prediction recomputes."""
+    import dynlab
+    from dynlab import api
+
+    group = _memory_group(np.random.default_rng(1))
+    store = dynlab.open_store(tmp_path / "s.zarr", mode="a")
+    for mem in group.runs:
+        run = store.create_run(mem.name, attrs={"group": "one"})
+        run.set_probe_labels(mem.probe_labels)
+        p = mem.read_predictions()
+        for i, step in enumerate(mem.steps):
+            run.append(int(step), {"w": mem.read("w")[i]}, predictions=p[i])
+    report = api.run(store, ["inpca"])
+    assert [o.status for o in report.outcomes] == ["computed"]
+    stored = api.results(store, "inpca", "one")
+    direct = InPCA().compute(group)
+    np.testing.assert_allclose(stored["eigenvalues"], direct["eigenvalues"], rtol=1e-6)
+    np.testing.assert_allclose(np.abs(stored["coords"]), np.abs(direct["coords"]), rtol=1e-5, atol=1e-7)
+    assert [o.status for o in api.run(store, ["inpca"]).outcomes] == ["cached"]
+    store.run("r0").write_predictions(2, np.full((12, 4), 0.25))
+    assert [o.status for o in api.run(store, ["inpca"]).outcomes] == ["computed"]

@@ -55,6 +55,13 @@ def fingerprint(cls: type[Analyzer], runs: list[Run], store: Store, target: str)
             for name, values in sorted(run.metrics.items()):
                 h.update(name.encode())
                 h.update(values.tobytes())
+        if "probe/predictions" in cls.inputs:
+            h.update(np.ascontiguousarray(run.prediction_hashes).tobytes())
+            labels = run.probe_labels
+            h.update(b"no labels" if labels is None else np.ascontiguousarray(labels).tobytes())
+        if "probe/activations" in cls.inputs:
+            h.update(repr(sorted(run.probe_layers.items())).encode())
+            h.update(np.ascontiguousarray(run.activation_hashes).tobytes())
         if "attrs" in cls.inputs or cls.scope == "group":
             h.update(repr(sorted(run.attrs.items())).encode())
     for dep in cls.requires:
