@@ -15,9 +15,15 @@ import numpy as np
 
 from dynlab.analyzers.transitions import VAL_METRICS as VALIDATION_LOSS  # one list for both
 from dynlab.errors import require
-from dynlab.report._figures import plot_chaos, plot_fss, plot_network, plot_transitions
+from dynlab.report._figures import (
+    plot_chaos,
+    plot_fss,
+    plot_inpca,
+    plot_network,
+    plot_transitions,
+)
 
-__all__ = ["overfitting_onset", "plot_chaos", "plot_fss", "plot_network", "plot_result",
+__all__ = ["overfitting_onset", "plot_chaos", "plot_fss", "plot_inpca", "plot_network", "plot_result",
            "plot_transitions", "step_variables"]
 
 if TYPE_CHECKING:

@@ -160,3 +160,46 @@ def plot_chaos(per_lr: Mapping[float, Mapping[str, Any]], path: str | Path | Non
     ax.set_ylabel("replica distance d(t) (L1)")
     ax.legend(fontsize=7)
     return _finish(fig, "lyapunov: divergence of perturbed replicas (window of the fit shaded)", path)
+
+
+def plot_inpca(analyzer: str, results: Mapping[str, Any], onsets: Mapping[str, int | None] | None,
+               path: str | Path | None = None) -> Any:
+    """Each group's trajectories in the top three InPCA coordinates (3-D; runs coloured, start ○,
+    validation-loss minimum ★), the explained stress χ₃ in the title; beside it the progress λ
+    along the uniform → one-hot geodesic against step."""
+    groups = list(results)[:4]
+    if not groups:
+        return None
+    plt = _pyplot()
+    fig = plt.figure(figsize=(9.0, 4.0 * len(groups)), constrained_layout=True)
+    for row, group in enumerate(groups):
+        ds = results[group]
+        k = ds.sizes["component"]
+        ax3 = fig.add_subplot(len(groups), 2, 2 * row + 1, projection="3d" if k >= 3 else None)
+        axp = fig.add_subplot(len(groups), 2, 2 * row + 2)
+        for i, run in enumerate(ds["run"].values):
+            color = f"C{i % 10}"
+            xyz = ds["coords"].isel(run=i).values
+            ok = np.isfinite(xyz).all(axis=1)
+            pts = [xyz[ok, j] for j in range(min(k, 3))]
+            ax3.plot(*pts, lw=1, color=color, label=str(run))
+            ax3.scatter(*[p[:1] for p in pts], color=color, marker="o", s=14)
+            onset = (onsets or {}).get(str(run))
+            if onset is not None and onset in ds["step"].values:
+                at = ds["coords"].isel(run=i).sel(step=onset).values[:min(k, 3)]
+                ax3.scatter(*[[v] for v in at], color=color, marker="*", s=60)
+            axp.plot(ds["step"], ds["progress"].isel(run=i), lw=1, color=color, label=str(run))
+        stress = np.asarray(ds["explained_stress"])
+        ax3.set_title(f"{group}: explained stress χ{min(k, 3)} = {stress[min(k, 3) - 1]:.3f}",
+                      fontsize=9)
+        for j, set_label in enumerate((ax3.set_xlabel, ax3.set_ylabel,
+                                       getattr(ax3, "set_zlabel", None))[:min(k, 3)]):
+            sign = "+" if float(ds["eigenvalues"][j]) > 0 else "−"
+            set_label(f"InPCA {j + 1} ({sign})", fontsize=7)
+        ax3.tick_params(labelsize=6)
+        axp.set_xlabel("step")
+        axp.set_ylabel("progress λ (uniform → labels)")
+        axp.set_ylim(0, 1)
+        axp.tick_params(labelsize=7)
+        axp.legend(fontsize=6)
+    return _finish(fig, f"{analyzer}: prediction-space trajectories (○ start, ★ min val loss)", path)
