@@ -416,3 +416,33 @@ def test_a_layer_without_finite_values_does_not_widen_the_pooled_range():
     view = MemoryRun("nan", [0, 1, 2], {"a.weight": np.full((3, 10), np.nan), "b.weight": x})
     sc = fs.scan(view, ["a.weight", "b.weight"], {}, 0.0)
     assert (sc.lo["all"], sc.hi["all"]) == (x.min(), x.max())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
+def test_distance_in_prediction_space(backend):
+    """space=predictions: the per-sample Bhattacharyya matrix of the stored predictions. Analytic:
+    uniform vs one-hot predictions are ½·ln C apart; a brute-force double loop for the rest."""
+    rng = np.random.default_rng(5)
+    c, n = 4, 6
+    uniform = np.full((n, c), 1 / c)
+    onehot = np.eye(c)[rng.integers(0, c, n)]
+    mixed = rng.dirichlet(np.ones(c), size=n)
+    p = np.stack([uniform, onehot, mixed])
+    run = MemoryRun("r", [0, 5, 9], {"w": rng.standard_normal((3, 4))}, predictions=p)
+    ds = FisherDistance(space="predictions").compute(run, backend=backend)
+    d = ds["distance"].sel(layer="predictions").values
+    assert d[0, 1] == pytest.approx(0.5 * np.log(c), rel=1e-12)
+    p = run.read_predictions().astype(np.float64)  # as stored: float32
+    brute = np.array([[np.mean(-np.log(np.clip(np.sqrt(a * b).sum(axis=1), 1e-12, 1))) for b in p]
+                      for a in p])
+    np.fill_diagonal(brute, 0.0)  # the kernel's diagonal is exactly 0 (float32 rows sum to 1 ± 1e-7)
+    np.testing.assert_allclose(d, brute, rtol=1e-12, atol=1e-15)
+    assert ds.attrs["space"] == "predictions" and list(ds["step"].values) == [0, 5, 9]
+
+
+def test_prediction_space_needs_predictions():
+    run = MemoryRun("r", [0, 1], {"w": np.zeros((2, 3))})
+    with pytest.raises(AnalyzerInputError, match="run 'r' has no probe predictions"):
+        FisherDistance(space="predictions").compute(run)
+    check_analyzer(FisherDistance, view=MemoryRun("r", [0, 1, 2], {"w": np.arange(6.0).reshape(3, 2)},
+                                                  predictions=np.full((3, 2, 2), 0.5)))
