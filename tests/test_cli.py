@@ -140,3 +140,21 @@ def test_run_errors_are_one_line(tmp_path, rng):
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_plot_a_stored_result(tmp_path, rng):
+    """``dynlab plot``: a PNG of a stored result (all runs, or some), one-line errors otherwise."""
+    store = _recorded_store(tmp_path, rng)
+    runner = CliRunner()
+    missing = runner.invoke(main, ["plot", "weight-change", "--store", store])
+    assert missing.exit_code == 1
+    assert missing.output.strip().endswith("no result of 'weight-change' to plot (run: dynlab run weight-change)")
+    assert runner.invoke(main, ["run", "weight-change", "--store", store, "-p", "k_max=3"]).exit_code == 0
+    out = tmp_path / "wc.png"
+    made = runner.invoke(main, ["plot", "weight-change", "--store", store, "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    assert out.stat().st_size > 1000 and f"wrote {out}" in made.output
+    one = runner.invoke(main, ["plot", "weight-change", "--store", store, "-r", "r2", "-r", "zz",
+                               "-o", str(tmp_path / "x.png")])
+    assert one.exit_code == 1 and "no result of 'weight-change' for zz (it has: r1, r2)" in one.output
+    assert len(one.output.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()

@@ -18,6 +18,7 @@ from dynlab.cli._analyze import analyzers_command, results_command, run_command
 from dynlab.cli._demo import demo_command
 from dynlab.cli._ingest import ingest_command
 from dynlab.cli._memory import fix_mmap_threshold
+from dynlab.cli._plot import plot_command
 from dynlab.cli._runs import info_command, runs_command
 
 
@@ -55,4 +56,5 @@ main.add_command(info_command)
 main.add_command(analyzers_command)
 main.add_command(run_command)
 main.add_command(results_command)
+main.add_command(plot_command)
 main.add_command(demo_command)

@@ -18,14 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dynlab import api
-from dynlab.report import (
-    overfitting_onset,
-    plot_chaos,
-    plot_fss,
-    plot_network,
-    plot_result,
-    plot_transitions,
-)
+from dynlab.report import overfitting_onset, plot_analyzer, plot_chaos
 
 Echo = Callable[[str], None]
 
@@ -143,12 +136,10 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
              f"{out / 'chaos.zarr'})")
 
     figures = []
-    special = {"network": plot_network, "transitions": plot_transitions, "fss": plot_fss}
     for analyzer, targets in st.results.items():
         results = {t: st.result(analyzer, t) for t in targets}
         path = plots / f"{analyzer}.png"
-        plot = special.get(analyzer, lambda a, r, o, p, _pr=plot_result: _pr(a, r, o, p))
-        if plot(analyzer, results, onsets, path) is not None:
+        if plot_analyzer(analyzer, results, onsets, path) is not None:
             figures.append(path)
     if chaos_result is not None and plot_chaos(chaos_result["per_lr"], plots / "lyapunov.png"):
         figures.append(plots / "lyapunov.png")

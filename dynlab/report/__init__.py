@@ -3,6 +3,9 @@
 ``plot_result`` draws any analyzer's per-step variables: one column per run, one row per variable
 with a ``step`` dim (lines over its other dim, e.g. one per layer), and the step of minimal
 validation loss — the usual overfitting onset — as a dashed line when the run recorded it.
+Analyzers whose results need their own picture (``network``, ``transitions``, ``fss``, ``inpca``)
+have one; :func:`plot_analyzer` picks it, :func:`plot_stored` draws a stored result
+(``dynlab plot``).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from dynlab.report._figures import (
     plot_transitions,
 )
 
-__all__ = ["overfitting_onset", "plot_chaos", "plot_fss", "plot_inpca", "plot_network", "plot_result",
-           "plot_transitions", "step_variables"]
+__all__ = ["overfitting_onset", "plot_analyzer", "plot_chaos", "plot_fss", "plot_inpca",
+           "plot_network", "plot_result", "plot_stored", "plot_transitions", "step_variables"]
 
 if TYPE_CHECKING:
     import xarray as xr
+
+    from dynlab.store import Store
 
 MAX_LINES = 12
 
@@ -103,4 +108,41 @@ def plot_result(analyzer: str, results: Mapping[str, xr.Dataset],
     if path is not None:
         fig.savefig(path, dpi=110)
         plt.close(fig)
+    return fig
+
+
+#: analyzers with a figure of their own; the others get :func:`plot_result`
+SPECIAL = {"network": plot_network, "transitions": plot_transitions, "fss": plot_fss,
+           "inpca": plot_inpca}
+
+
+def plot_analyzer(analyzer: str, results: Mapping[str, xr.Dataset],
+                  onsets: Mapping[str, int | None] | None = None, path: str | Path | None = None):
+    """The figure of ``analyzer``'s results (target → Dataset): its own if it has one, else
+    :func:`plot_result`. None when there is nothing to draw."""
+    return SPECIAL.get(analyzer, plot_result)(analyzer, results, onsets, path)
+
+
+def plot_stored(store: Store, analyzer: str, targets: list[str] | None = None,
+                path: str | Path | None = None):
+    """Draw the stored results of ``analyzer`` (all its targets, or ``targets``) with each run's
+    validation-loss minimum marked; saved to ``path``. StoreError when there is no such result;
+    DynlabError when the result has nothing a figure can show."""
+    from dynlab.errors import DynlabError, StoreError
+
+    stored = store.results.get(analyzer, [])
+    if not stored:
+        raise StoreError(f"{store.location}: no result of '{analyzer}' to plot "
+                         f"(run: dynlab run {analyzer})")
+    missing = [t for t in targets or [] if t not in stored]
+    if missing:
+        raise StoreError(f"{store.location}: no result of '{analyzer}' for {', '.join(missing)} "
+                         f"(it has: {', '.join(stored)})")
+    results = {t: store.result(analyzer, t) for t in (targets or stored)}
+    onsets = {name: overfitting_onset(store.run(name).metrics, store.run(name).steps)
+              for name in store.runs}
+    fig = plot_analyzer(analyzer, results, onsets, path)
+    if fig is None:
+        raise DynlabError(f"the result of '{analyzer}' has no per-step variable to plot "
+                          f"(see: dynlab results {analyzer})")
     return fig
