@@ -13,6 +13,7 @@ from dynlab._version import __version__
 _LAZY = {
     "open_store": "dynlab.api",
     "ingest": "dynlab.api",
+    "probe": "dynlab.api",
     "Recorder": "dynlab.api",
     "run": "dynlab.api",
     "results": "dynlab.api",
@@ -22,10 +23,10 @@ _LAZY = {
 }
 
 __all__ = ["DynlabError", "Recorder", "Run", "Store", "__version__", "ingest", "open_store",
-           "results", "run"]
+           "probe", "results", "run"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dynlab.api import Recorder, ingest, open_store, results, run
+    from dynlab.api import Recorder, ingest, open_store, probe, results, run
     from dynlab.errors import DynlabError
     from dynlab.store import Run, Store
 

@@ -6,12 +6,12 @@ import os
 from typing import Any
 
 from dynlab.errors import StoreError
-from dynlab.ingestion import IngestReport, ingest
+from dynlab.ingestion import IngestReport, ProbeReport, ingest, probe
 from dynlab.ingestion._recorder import Recorder
 from dynlab.store import Run, Store, open_store
 
-__all__ = ["IngestReport", "Recorder", "Run", "Store", "analyzers_table", "ingest", "open_store",
-           "results", "run", "run_info", "runs_table"]
+__all__ = ["IngestReport", "ProbeReport", "Recorder", "Run", "Store", "analyzers_table", "ingest",
+           "open_store", "probe", "results", "run", "run_info", "runs_table"]
 
 
 def runs_table(store: str | os.PathLike[str] | Store = "dynlab.zarr") -> list[dict[str, Any]]:

@@ -24,7 +24,8 @@ class CheckpointError(DynlabError):
 
 
 class ProbeError(CheckpointError):
-    """Probe predictions or labels that are malformed or conflict with what the run stores."""
+    """Probe data (predictions, labels, activations, layer descriptions) that is malformed or
+    conflicts with what the run stores; a probe model or probe file that cannot be used."""
 
 
 class MissingDependencyError(DynlabError):

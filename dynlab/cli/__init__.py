@@ -19,6 +19,7 @@ from dynlab.cli._demo import demo_command
 from dynlab.cli._ingest import ingest_command
 from dynlab.cli._memory import fix_mmap_threshold
 from dynlab.cli._plot import plot_command
+from dynlab.cli._probe import probe_command
 from dynlab.cli._runs import info_command, runs_command
 
 
@@ -51,6 +52,7 @@ def main() -> None:
 
 
 main.add_command(ingest_command)
+main.add_command(probe_command)
 main.add_command(runs_command)
 main.add_command(info_command)
 main.add_command(analyzers_command)

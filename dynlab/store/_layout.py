@@ -20,8 +20,22 @@ STATS = "stats"              # float64 (T, K, 4): finite min, finite max, mean, 
 PREDICTIONS = "probe/predictions"  # (T, N, C) class probabilities: float32 (float16 if given so)
 PREDICTION_HASHES = "probe/hashes"  # uint64 (T,): xxh3-64 of each predictions row; 0 = none at that step
 LABELS = "probe/labels"      # int64 (N,); fill −1 (a label array holding −1 is not completely written)
+ACTIVATIONS = "probe/activations"  # activations/<layer>: float32 (T, N, H), the layer's input; NaN fill
+ACTIVATION_HASHES = "probe/activation_hashes"  # activation_hashes/<layer>: uint64 (T,); 0 = none
 PROBE_SUM_TOL = 1e-3         # |Σ_c p − 1| allowed per sample: float16 softmax outputs carry ≈ 1e-3
 INTERNAL = "dynlab"          # run attrs key holding dynlab's own bookkeeping (user attrs sit beside it)
+ACTIVATION_LAYERS = "activation_layers"  # INTERNAL entry: layers ever given activations, first-write order
+PROBE_LAYERS = "probe_layers"  # INTERNAL entry: [{layer, kind, weight, bias, output}] in model order
+
+def activations_key(layer: str) -> str:
+    """The array holding the inputs of ``layer`` (a torch module name such as ``features.0``)."""
+    return f"{ACTIVATIONS}/{layer}"
+
+
+def activation_hashes_key(layer: str) -> str:
+    """The array holding the per-step xxh3-64 of ``layer``'s activation rows (0 = none)."""
+    return f"{ACTIVATION_HASHES}/{layer}"
+
 
 #: fill value of ``step``: a resized-but-unwritten commit slot reads as this and is not committed.
 STEP_SENTINEL = np.iinfo(np.int64).min

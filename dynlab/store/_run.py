@@ -1,16 +1,16 @@
 """One training run in the store: committed checkpoints, read access, and the append protocol.
 
 Commit protocol (DESIGN.md): every per-step array is written at row ``T`` first (params, metrics,
-hashes, probe predictions and their hashes), then ``step`` is resized to ``T + 1`` and ``step[T]``
-written. Zarr (≥ 3.1.3) writes each object atomically (write to a temporary file, then rename), so
-a reader always sees either the old or the new ``step``. A crash between the resize and the value
-leaves ``step[T]`` at its fill value, :data:`STEP_SENTINEL`, which readers do not count. Rows at
-or beyond the committed length are leftovers of an interrupted write: never read, and overwritten
-by the next append.
+hashes, probe predictions and activations with their hashes), then ``step`` is resized to
+``T + 1`` and ``step[T]`` written. Zarr (≥ 3.1.3) writes each object atomically (write to a
+temporary file, then rename), so a reader always sees either the old or the new ``step``. A crash
+between the resize and the value leaves ``step[T]`` at its fill value, :data:`STEP_SENTINEL`, which
+readers do not count. Rows at or beyond the committed length are leftovers of an interrupted
+write: never read, and overwritten by the next append.
 
-Probe predictions: ``probe/hashes[i]`` is the xxh3-64 of row ``i`` of ``probe/predictions``, or 0
-when step ``i`` has none. It is the per-row "written" record (written after the row, cleared
-before a row is overwritten), the identity test of a re-ingest, and the analyzers' fingerprint.
+Probe data (predictions, labels, activations, layer descriptions) lives in
+:mod:`dynlab.store._probe`, a mixin of :class:`Run`: each probe row has a hash that records that it
+is complete (0: the step has none).
 """
 
 from __future__ import annotations
@@ -28,13 +28,15 @@ from dynlab.errors import (
     CheckpointError,
     DuplicateContentWarning,
     NonFiniteWarning,
-    ProbeError,
     StoreError,
 )
 from dynlab.store import _layout as L
 from dynlab.store._hash import tensor_hash
 from dynlab.store._listing import child_names
 from dynlab.store._lock import RunLock
+from dynlab.store._messages import did_you_mean as _did_you_mean
+from dynlab.store._messages import shown_names as _names
+from dynlab.store._probe import ProbeData
 from dynlab.store._stats import tensor_stats
 from dynlab.store._writes import RowWrites
 
@@ -74,12 +76,13 @@ class TensorInfo:
 Tensors = Mapping[str, Any] | Iterable[tuple]
 
 
-class Run:
+class Run(ProbeData):
     """A run of the store: a snapshot of its committed checkpoints, taken at open or ``refresh()``.
 
-    Reading never blocks and never sees uncommitted rows. Writing (``append``, ``replace``,
-    ``update_attrs``) takes the run's writer lock for the duration of the call, or for the
-    duration of a ``with run.writing():`` block.
+    Reading never blocks and never sees uncommitted rows. Probe data (predictions, labels,
+    activations, layer descriptions) comes from :class:`~dynlab.store._probe.ProbeData`. Writing
+    (``append``, ``replace``, ``update_attrs``, the probe writes) takes the run's writer lock for
+    the duration of the call, or for the duration of a ``with run.writing():`` block.
     """
 
     def __init__(self, store: Store, name: str, group: zarr.Group):
@@ -109,7 +112,7 @@ class Run:
         self._tensors = [TensorInfo.from_json(t) for t in self._internal.get("tensors", [])]
         self._steps = self._committed_steps()
         self._hashes: np.ndarray | None = None  # read on first use, then kept up to date
-        self._probe_hashes: np.ndarray | None = None  # likewise
+        self._hash_rows: dict[str, np.ndarray] = {}  # probe row hashes by array, likewise
 
     def _committed_steps(self) -> np.ndarray:
         if L.STEP not in self._group:
@@ -219,160 +222,6 @@ class Run:
                 self._hashes = np.zeros((0, len(self._tensors)), dtype=np.uint64)
         return self._hashes.copy()
 
-    # ------------------------------------------------------------------ probe predictions
-
-    @property
-    def probe_labels(self) -> np.ndarray | None:
-        """Labels of the probe set, int64 (N,), or None if the run has none."""
-        if not self._has_array(L.LABELS):
-            return None
-        labels = np.asarray(self._array(L.LABELS)[:], dtype=np.int64)
-        return None if (labels < 0).any() else labels  # −1: the fill of an interrupted write
-
-    @property
-    def prediction_hashes(self) -> np.ndarray:
-        """xxh3-64 of each committed step's probe predictions, uint64 (T,); 0 where it has none."""
-        n = len(self._steps)
-        if self._probe_hashes is None or len(self._probe_hashes) != n:
-            hashes = np.zeros(n, dtype=np.uint64)
-            if n and self._has_array(L.PREDICTION_HASHES):
-                arr = self._array(L.PREDICTION_HASHES)
-                m = min(n, arr.shape[0])  # rows past the array's capacity were never written
-                hashes[:m] = arr[:m]
-            self._probe_hashes = hashes
-        return self._probe_hashes.copy()
-
-    @property
-    def has_predictions(self) -> bool:
-        """Whether every committed step (at least one) has probe predictions."""
-        hashes = self.prediction_hashes
-        return bool(len(hashes)) and bool(np.all(hashes != 0))
-
-    def read_predictions(self, steps: Iterable[int] | None = None) -> np.ndarray:
-        """Probe predictions at ``steps`` (default: all committed), shape (len(steps), N, C).
-
-        A :class:`StoreError` if the run has none, or names the steps that lack them.
-        """
-        rows = self.rows(steps)
-        index = np.arange(len(self._steps))[rows]
-        hashes = self.prediction_hashes
-        if not np.any(hashes != 0):
-            raise StoreError(
-                f"run '{self.name}' has no probe predictions (store them with dynlab probe, "
-                "Recorder.log(..., predictions=...) or a predictions/ sidecar at ingest)")
-        missing = self._steps[index[hashes[index] == 0]]
-        if len(missing):
-            raise StoreError(f"run '{self.name}' has no probe predictions at step "
-                             f"{_names([str(int(s)) for s in missing])}")
-        arr = self._array(L.PREDICTIONS)
-        if isinstance(rows, slice):
-            return arr[rows]
-        return arr.get_orthogonal_selection((rows,))
-
-    def write_predictions(self, step: int, predictions: Any, *, overwrite: bool = True) -> None:
-        """Store the probe predictions (N, C) of the existing checkpoint at ``step``.
-
-        Checked before anything is written (:class:`ProbeError`): a 2-d array of real numbers, no
-        NaN/Inf, none negative, every row summing to 1 within 1e-3, and the same (N, C) as the
-        run's other predictions and its labels. Stored as float32 (float16 if the run's first
-        predictions were float16). Identical predictions are a no-op; different ones overwrite
-        the row (the step reads as having none until the new row is complete), or with
-        ``overwrite=False`` are refused.
-        """
-        with self.writing():
-            (row,) = np.atleast_1d(np.arange(len(self._steps))[self.rows([step])])
-            probe = self._checked_predictions(int(step), predictions)
-            current = self.prediction_hashes[int(row)]
-            if not overwrite and current not in (0, probe[1]):
-                raise ProbeError(f"run '{self.name}' step {int(step)}: already has different "
-                                 "probe predictions (use --replace to overwrite them)")
-            self._set_probe_row(int(row), probe)
-
-    def set_probe_labels(self, labels: Any) -> None:
-        """Store the probe set's labels, int64 (N,), once; the same labels again are a no-op."""
-        array = np.asarray(labels)
-        where = f"run '{self.name}': probe labels"
-        if array.dtype.kind not in "iu" or array.ndim != 1 or len(array) == 0:
-            raise ProbeError(f"{where} must be a non-empty 1-d integer array, got {array.dtype} "
-                             f"of shape {array.shape}")
-        if (array < 0).any():
-            raise ProbeError(f"{where} must be non-negative class indices")
-        array = array.astype(np.int64)
-        with self.writing():
-            current = self.probe_labels
-            if current is not None:
-                if np.array_equal(current, array):
-                    return
-                raise ProbeError(f"{where} differ from the {len(current)} labels the run already "
-                                 "has (a run has one probe set)")
-            committed = self._prediction_layout()
-            if committed is not None:
-                _check_labels_fit(array, committed[0], where)
-            arr = self._group.create_array(L.LABELS, shape=array.shape, dtype="int64",
-                                           chunks=array.shape, fill_value=-1, overwrite=True)
-            arr[:] = array
-            self._arrays[L.LABELS] = arr
-
-    def _prediction_layout(self) -> tuple[tuple[int, int], np.dtype] | None:
-        """(N, C) and dtype of the committed predictions, None if no committed step has any."""
-        if not np.any(self.prediction_hashes != 0):
-            return None
-        arr = self._array(L.PREDICTIONS)
-        return (int(arr.shape[1]), int(arr.shape[2])), np.dtype(arr.dtype)
-
-    def _checked_predictions(self, step: int, predictions: Any) -> tuple[np.ndarray, int]:
-        committed = self._prediction_layout()
-        shape, dtype = committed if committed is not None else (None, None)
-        values = check_predictions_row(predictions, f"run '{self.name}' step {step}", shape=shape,
-                                       dtype=dtype, labels=self.probe_labels)
-        return values, (tensor_hash(values) or 1)  # 0 means "none"
-
-    def _write_probe_row(self, row: int, probe: tuple[np.ndarray, int] | None) -> None:
-        """Row ``row`` of the predictions and their hash, as part of an append (before its
-        commit, so order does not matter); without predictions, clear a leftover hash."""
-        if probe is not None:
-            values, digest = probe
-            self._write_row(L.PREDICTIONS, row, values, fill_value=np.nan,
-                            create=self._prediction_layout() is None)  # leftovers may differ in shape
-            self._write_row(L.PREDICTION_HASHES, row, np.asarray(digest, dtype=np.uint64),
-                            create=False)
-        elif self._has_array(L.PREDICTION_HASHES):
-            self._write_row(L.PREDICTION_HASHES, row, np.zeros((), dtype=np.uint64), create=False)
-
-    def _note_probe_hash(self, row: int, digest: int) -> None:
-        """Keep the cached ``prediction_hashes`` in step with a row just written or committed."""
-        cached = self._probe_hashes
-        if cached is not None and row < len(self._steps):
-            if len(cached) == row:
-                cached = np.append(cached, np.uint64(0))
-            if len(cached) == len(self._steps):
-                cached[row] = digest
-                self._probe_hashes = cached
-                return
-        self._probe_hashes = None
-
-    def _set_probe_row(self, row: int, probe: tuple[np.ndarray, int] | None) -> None:
-        """Overwrite the predictions of committed row ``row`` (None: drop them): clear its hash,
-        write the row, then its hash, each on disk before the next, so a crash leaves the step
-        without predictions rather than with a half-written row."""
-        current = self.prediction_hashes[row]
-        if probe is not None and current == probe[1]:
-            return
-        if current != 0:
-            with self._rows_written():
-                self._write_row(L.PREDICTION_HASHES, row, np.zeros((), dtype=np.uint64), create=False)
-            self._note_probe_hash(row, 0)
-        if probe is None:
-            return
-        create = self._prediction_layout() is None
-        values, digest = probe
-        with self._rows_written():
-            self._write_row(L.PREDICTIONS, row, values, fill_value=np.nan, create=create)
-        with self._rows_written():
-            self._write_row(L.PREDICTION_HASHES, row, np.asarray(digest, dtype=np.uint64),
-                            create=False)
-        self._note_probe_hash(row, digest)
-
     def result(self, analyzer: str) -> xr.Dataset:
         """The stored result of ``analyzer`` for this run."""
         return self._store.result(analyzer, self.name)
@@ -415,14 +264,16 @@ class Run:
             self._group.attrs[L.INTERNAL] = self._internal
 
     def append(self, step: int, tensors: Tensors, metrics: Mapping[str, float] | None = None,
-               *, source: Mapping[str, Any] | None = None, predictions: Any = None) -> None:
+               *, source: Mapping[str, Any] | None = None, predictions: Any = None,
+               activations: Mapping[str, Any] | None = None) -> None:
         """Write one checkpoint and commit it by appending ``step``.
 
         ``tensors`` is streamed: each array is written as it arrives, so memory stays near the
         largest tensor. The first checkpoint fixes the run's tensor names, shapes and dtypes; later
         ones must match. ``predictions`` (N, C): class probabilities of this checkpoint on the
         run's probe set, written as row T of ``probe/predictions`` before the commit (checked
-        first, see :meth:`write_predictions`). On any error nothing is committed.
+        first, see :meth:`write_predictions`); ``activations`` {layer: (N, H)}: the layers' inputs
+        on it, likewise (see :meth:`write_activations`). On any error nothing is committed.
         """
         step = int(step)
         if step == L.STEP_SENTINEL:
@@ -435,38 +286,56 @@ class Run:
                 raise CheckpointError(
                     f"step {step} is earlier than the last step {int(self._steps[-1])} of run "
                     f"'{self.name}'; a run's checkpoints are appended in step order")
-            probe = None if predictions is None else self._checked_predictions(step, predictions)
+            probe, acts = self._checked_probe(step, predictions, activations)
+            self._record_layers(list(acts or {}))  # new layers are recorded before any row
             with self._rows_written():
                 hashes, stats, nonfinite = self._write_tensors(n, tensors, first=(n == 0))
                 self._write_row_extras(n, hashes, stats, metrics)
                 self._write_probe_row(n, probe)
+                self._write_activation_rows(n, acts)
             self._record(step, nonfinite, source)
             earlier = self.hashes[:n] if n else np.zeros((0, len(hashes)), dtype=np.uint64)
             self._commit(n, step)
             self._note_probe_hash(n, 0 if probe is None else probe[1])
+            self._note_activation_hashes(n, acts)
             self._hashes = np.vstack([earlier, hashes[None, :]])
             self._warn_duplicates(n, earlier, hashes)
 
     def replace(self, step: int, tensors: Tensors, metrics: Mapping[str, float] | None = None,
-                *, source: Mapping[str, Any] | None = None, predictions: Any = None) -> None:
+                *, source: Mapping[str, Any] | None = None, predictions: Any = None,
+                activations: Mapping[str, Any] | None = None) -> None:
         """Overwrite the checkpoint at an existing ``step`` in place.
 
         Not atomic: an interrupted replace can leave that one step with mixed content (its stored
         hashes then disagree with its data). Other steps are never touched. The step's stored
-        probe predictions belong to the old weights: they are dropped, or replaced by
-        ``predictions``.
+        probe predictions and activations belong to the old weights: they are dropped, or replaced
+        by ``predictions`` and ``activations``.
         """
         with self.writing():
             (row,) = np.atleast_1d(np.arange(len(self._steps))[self.rows([step])])
-            probe = None if predictions is None else self._checked_predictions(int(step), predictions)
+            probe, acts = self._checked_probe(int(step), predictions, activations)
             self._set_probe_row(int(row), None)  # stale from here on, even if the replace dies
+            self._drop_activation_rows(int(row))
             with self._rows_written():
                 hashes, stats, nonfinite = self._write_tensors(int(row), tensors, first=False)
                 self._write_row_extras(int(row), hashes, stats, metrics)
             if probe is not None:
                 self._set_probe_row(int(row), probe)
+            if acts:
+                self._record_layers(list(acts))
+                for layer, row_values in acts.items():
+                    self._set_activation_row(layer, int(row), row_values)
             self._hashes = None
             self._record(int(step), nonfinite, source)
+
+    def _checked_probe(self, step: int, predictions: Any, activations: Any):
+        """The checked predictions and activations of one append or replace (None: not given);
+        activations must be for as many samples as predictions given with them."""
+        probe = None if predictions is None else self._checked_predictions(step, predictions)
+        samples = None if probe is None else (len(probe[0]), "from the predictions given with them")
+        acts = (None if activations is None
+                else self._checked_activations(step, activations, samples=samples))
+        return probe, acts
 
     def same_content(self, step: int, tensors: Tensors) -> bool:
         """Whether ``tensors`` equal the stored checkpoint at ``step``, compared by content hash.
@@ -670,53 +539,6 @@ def step_rows(steps: np.ndarray, wanted: Iterable[int] | int, run: str) -> np.nd
     return idx
 
 
-def check_predictions_row(predictions: Any, where: str, *, shape: tuple[int, int] | None = None,
-                          dtype: np.dtype | None = None, labels: np.ndarray | None = None
-                          ) -> np.ndarray:
-    """``predictions`` checked as one checkpoint's class probabilities on a probe set and cast to
-    the stored dtype (``dtype``; else float16 for float16 input, float32 otherwise).
-
-    Refused with a :class:`ProbeError` starting with ``where``: not a 2-d (N, C) array of real
-    numbers, an (N, C) other than ``shape``, N other than the number of ``labels`` or a label
-    ≥ C, NaN/Inf, a negative value, a row whose sum is off 1 by more than 1e-3.
-    """
-    array = np.asarray(predictions)
-    if array.dtype.kind not in "fiu":
-        raise ProbeError(f"{where}: predictions must be real class probabilities, got dtype {array.dtype}")
-    if array.ndim != 2 or 0 in array.shape:
-        raise ProbeError(f"{where}: predictions must be (samples, classes) with none empty, got "
-                         f"shape {array.shape}")
-    if shape is not None and array.shape != tuple(shape):
-        raise ProbeError(f"{where}: predictions have (samples, classes) = {array.shape}, but the "
-                         f"run's earlier steps have {tuple(shape)}")
-    if labels is not None:
-        _check_labels_fit(labels, array.shape, where)
-    block = max(1, 2**20 // array.shape[1])  # rows checked at a time: bounded temporaries
-    for r0 in range(0, array.shape[0], block):
-        part = array[r0:r0 + block]
-        if not np.isfinite(part).all():
-            raise ProbeError(f"{where}: predictions contain NaN or Inf")
-        if (part < 0).any():
-            raise ProbeError(f"{where}: predictions must be non-negative")
-        sums = part.sum(axis=1, dtype=np.float64)
-        i = int(np.argmax(np.abs(sums - 1.0)))
-        if abs(sums[i] - 1.0) > L.PROBE_SUM_TOL:
-            raise ProbeError(f"{where}: predictions of sample {r0 + i} sum to {sums[i]:.6g}, not 1 "
-                             f"(tolerance {L.PROBE_SUM_TOL})")
-    if dtype is None:
-        dtype = np.dtype(np.float16) if array.dtype == np.float16 else np.dtype(np.float32)
-    return np.ascontiguousarray(array, dtype=dtype)
-
-
-def _check_labels_fit(labels: np.ndarray, shape: tuple[int, int], where: str) -> None:
-    if len(labels) != shape[0]:
-        raise ProbeError(f"{where}: predictions are for {shape[0]} samples, but the run's probe "
-                         f"labels are for {len(labels)}")
-    if len(labels) and int(labels.max()) >= shape[1]:
-        raise ProbeError(f"{where}: probe label {int(labels.max())} is not one of the "
-                         f"{shape[1]} classes")
-
-
 def _nonfinite_summary(array: np.ndarray) -> str:
     nan = int(np.isnan(array).sum())
     inf = int(np.isinf(array).sum())
@@ -729,16 +551,3 @@ def metric_key(name: str) -> str:
     if not key or key.startswith(".") or key in (".", ".."):
         raise CheckpointError(f"invalid metric name {name!r}")
     return key
-
-
-def _names(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _did_you_mean(name: str, options: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, options, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-

@@ -17,8 +17,11 @@ import numpy as np
 from dynlab.errors import ProbeError, StoreError
 from dynlab.store import (
     TensorInfo,
+    check_activations_row,
+    check_layer_name,
     check_part,
     check_predictions_row,
+    check_probe_layers,
     check_run_name,
     find_tensor,
     step_rows,
@@ -41,7 +44,10 @@ class MemoryRun:
 
     ``predictions``: probe predictions, either (T, N, C) for every step or a mapping step →
     (N, C) for some steps; checked and cast like the store's (``Run.write_predictions``).
-    ``labels``: the probe set's labels (N,).
+    ``labels``: the probe set's labels (N,). ``activations``: per layer, its inputs on the probe
+    set, (T, N, H) for every step or a mapping step → (N, H); checked and cast to float32 like the
+    store's (``Run.write_activations``). ``probe_layers``: the layers' descriptions
+    (``Run.probe_layers``).
     """
 
     def __init__(self, name: str, steps: Sequence[int] | np.ndarray,
@@ -50,7 +56,9 @@ class MemoryRun:
                  results: Mapping[str, xr.Dataset] | None = None, *,
                  source_dtypes: Mapping[str, str] | None = None,
                  predictions: np.ndarray | Mapping[int, np.ndarray] | None = None,
-                 labels: np.ndarray | Sequence[int] | None = None):
+                 labels: np.ndarray | Sequence[int] | None = None,
+                 activations: Mapping[str, np.ndarray | Mapping[int, np.ndarray]] | None = None,
+                 probe_layers: Mapping[str, Mapping[str, Any]] | None = None):
         check_run_name(name)
         self.name = name
         self._steps = np.asarray(steps, dtype=np.int64).reshape(-1)
@@ -84,6 +92,9 @@ class MemoryRun:
         self._results = {k: v.copy(deep=True) for k, v in (results or {}).items()}
         self._labels = None if labels is None else _checked_labels(name, labels)
         self._predictions = self._checked_predictions(predictions)
+        self._probe_layers = check_probe_layers(probe_layers or {}, f"run '{name}'",
+                                                tensors=[t.name for t in self._tensors])
+        self._activations = self._checked_activations(activations)
 
     def _checked_predictions(self, predictions: Any) -> dict[int, np.ndarray]:
         if predictions is None:
@@ -109,6 +120,49 @@ class MemoryRun:
             out[step] = row
         return out
 
+    def _checked_activations(self, activations: Any) -> dict[str, dict[int, np.ndarray]]:
+        if not activations:
+            return {}
+        if not isinstance(activations, Mapping):
+            raise ProbeError(f"run '{self.name}': activations must be a mapping layer → (T, N, H) "
+                             f"array or {{step: (N, H)}}, got {type(activations).__name__}")
+        samples: tuple[int, str] | None = None
+        if self._labels is not None:
+            samples = len(self._labels), "from its probe labels"
+        elif self._predictions:
+            samples = next(iter(self._predictions.values())).shape[0], "from its probe predictions"
+        out: dict[str, dict[int, np.ndarray]] = {}
+        for layer, given in activations.items():
+            check_layer_name(layer, f"run '{self.name}'")
+            if isinstance(given, Mapping):
+                rows = {int(k): v for k, v in given.items()}
+                unknown = sorted(set(rows) - set(self._steps.tolist()))
+                if unknown:
+                    raise StoreError(f"run '{self.name}' has no checkpoint at step {unknown[0]}")
+            else:
+                array = np.asarray(given)
+                if array.ndim != 3 or len(array) != len(self._steps):
+                    raise ProbeError(f"run '{self.name}': activations of layer '{layer}' must be "
+                                     f"(T, N, H) with T = {len(self._steps)} steps, got shape "
+                                     f"{array.shape}")
+                rows = dict(zip(self._steps.tolist(), array, strict=True))
+            features = None
+            checked: dict[int, np.ndarray] = {}
+            for step in sorted(rows):
+                row = check_activations_row(rows[step], f"run '{self.name}' step {step}", layer,
+                                            samples=samples, features=features).copy()
+                row.flags.writeable = False
+                samples = samples or (row.shape[0], f"from its activations of layer '{layer}'")
+                features = row.shape[1]
+                checked[step] = row
+            if checked:
+                out[layer] = checked
+        model = list(self._probe_layers)
+        given_order = list(out)
+        order = sorted(given_order, key=lambda k: (model.index(k) if k in model else len(model),
+                                                   given_order.index(k)))
+        return {k: out[k] for k in order}
+
     @classmethod
     def from_view(cls, view: RunView, steps: Iterable[int] | None = None, *,
                   results: Mapping[str, xr.Dataset] | None = None) -> MemoryRun:
@@ -129,8 +183,18 @@ class MemoryRun:
             with_predictions = chosen[hashes[rows] != 0]
         predictions = ({int(s): p for s, p in zip(with_predictions, view.read_predictions(
             with_predictions), strict=True)} if len(with_predictions) else None)
+        activations = {}
+        layers = list(getattr(view, "activation_layers", []))
+        layer_hashes = np.asarray(getattr(view, "activation_hashes",
+                                          np.zeros((len(all_steps), len(layers)))))
+        for i, layer in enumerate(layers):
+            present = chosen[layer_hashes[rows, i] != 0]
+            if len(present):
+                activations[layer] = dict(zip(present.tolist(), view.read_activations(layer, present),
+                                              strict=True))
         return cls(view.name, chosen, tensors, metrics, view.attrs, results, source_dtypes=source,
-                   predictions=predictions, labels=getattr(view, "probe_labels", None))
+                   predictions=predictions, labels=getattr(view, "probe_labels", None),
+                   activations=activations, probe_layers=getattr(view, "probe_layers", None))
 
     def __repr__(self) -> str:
         return (f"<dynlab.testing.MemoryRun {self.name!r}: {len(self._steps)} checkpoints, "
@@ -219,6 +283,62 @@ class MemoryRun:
         if not len(chosen):
             return np.zeros((0, *first.shape), dtype=first.dtype)
         return np.stack([self._predictions[s] for s in chosen.tolist()])
+
+    @property
+    def probe_layers(self) -> dict[str, dict[str, Any]]:
+        """The layers' descriptions given at construction ({} if none), as ``Run.probe_layers``."""
+        return {k: dict(v) for k, v in self._probe_layers.items()}
+
+    @property
+    def activation_layers(self) -> list[str]:
+        """Layers with activations at some step, in model order (as ``Run.activation_layers``)."""
+        return list(self._activations)
+
+    @property
+    def activation_hashes(self) -> np.ndarray:
+        """Content hash of each step's activations of each layer, uint64 (T, L); 0 where a step
+        has none (the same values as the store's)."""
+        from dynlab.store._hash import tensor_hash
+
+        out = np.zeros((len(self._steps), len(self._activations)), dtype=np.uint64)
+        for j, rows in enumerate(self._activations.values()):
+            for i, step in enumerate(self._steps.tolist()):
+                if step in rows:
+                    out[i, j] = tensor_hash(rows[step]) or 1
+        return out
+
+    @property
+    def has_activations(self) -> bool:
+        """Whether every step (at least one) has activations of every layer."""
+        hashes = self.activation_hashes
+        return bool(hashes.size) and bool(np.all(hashes != 0))
+
+    def read_activations(self, layer: str, steps: Iterable[int] | None = None) -> np.ndarray:
+        """Inputs of ``layer`` at ``steps`` (default: all), float32 (len(steps), N, H); errors as
+        the store's."""
+        chosen = self._steps if steps is None else self._steps[step_rows(self._steps, steps, self.name)]
+        layers = list(self._activations)
+        if layer not in self._activations:
+            if not layers:
+                raise StoreError(
+                    f"run '{self.name}' has no probe activations (store them with dynlab probe "
+                    "--activations or Recorder.log(..., activations=...))")
+            from dynlab.store._messages import did_you_mean, shown_names
+
+            raise StoreError(f"run '{self.name}' has no activations of layer '{layer}'"
+                             + (did_you_mean(str(layer), layers) or
+                                f" (its layers: {shown_names(layers)})"))
+        rows = self._activations[layer]
+        missing = [str(s) for s in chosen.tolist() if s not in rows]
+        if missing:
+            from dynlab.store._messages import shown_names
+
+            raise StoreError(f"run '{self.name}' has no activations of layer '{layer}' at step "
+                             f"{shown_names(missing)}")
+        first = next(iter(rows.values()))
+        if not len(chosen):
+            return np.zeros((0, *first.shape), dtype=first.dtype)
+        return np.stack([rows[s] for s in chosen.tolist()])
 
     def result(self, analyzer: str) -> xr.Dataset:
         """The result of ``analyzer`` given at construction."""
