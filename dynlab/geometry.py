@@ -32,11 +32,12 @@ import numpy as np
 
 from dynlab.kernels import bhattacharyya as _kb
 from dynlab.kernels import fisher as _k
+from dynlab.kernels import rfim as _kr
 
 __all__ = ["BACKENDS", "bhattacharyya", "bhattacharyya_matrix", "cuda_available",
            "distance_from_initial", "distance_matrix", "fisher_rao", "gaussian_length", "gaussian_rate",
            "histogram_accumulate", "histogram_counts", "histograms", "information_length",
-           "information_rate", "probabilities", "resolve_backend"]
+           "information_rate", "probabilities", "resolve_backend", "rfim_quadratic"]
 
 BACKENDS = ("auto", *_k.BACKENDS)
 _NORM_TOL = 1e-6  # |Σp − 1| allowed: float32 pdfs carry ≈ 1e-7·√B
@@ -312,3 +313,30 @@ def bhattacharyya_matrix(P: Any, Q: Any = None, backend: str = "auto", device: A
     """
     return _kb.bhattacharyya_matrix(P, Q, backend=resolve_backend(backend, P), tile_m=tile_m,
                                     tile_n=tile_n, device=device)
+
+
+# ---------------------------------------------------------------------------- relative Fisher
+
+
+def rfim_quadratic(dW: Any, X: Any, *, output: str, W: Any = None, db: Any = None, b: Any = None,
+                   noise: float = 1.0, damping: float = 1e-6, backend: str = "auto",
+                   device: Any = None, chunk: int | None = None) -> float | np.ndarray:
+    """The relative Fisher information of a layer as a quadratic form in its weight change
+    (METHODS.md §3; Sun & Nielsen, ICML 2017)::
+
+        ΔW̃ᵀ ḡ ΔW̃ = (1/N) Σₙ δzₙᵀ Λ(aₙ) δzₙ,   δz = ΔW x + Δb,   a = W x + b
+
+    over the layer's inputs xₙ = ``X[n]`` on N probe samples, without forming ḡ = E_x[Λ ⊗ x̃x̃ᵀ].
+    Λ by ``output`` (the model of the layer's output): "linear" I/s², "relu" diag 1[a>0]/s² (both
+    with Gaussian noise s = ``noise``), "sigmoid" diag ν(1−ν), "tanh" diag(1 − tanh² a), "softmax"
+    diag η − ηηᵀ + ``damping``·I (η = softmax a; damping applies to softmax only).
+
+    Shapes: ``dW``, ``W`` (H_out, H_in), ``X`` (N, H_in), ``db``, ``b`` (H_out,) or None → float;
+    or a batch of T steps with a leading T on every argument → float64 (T,). ``W`` is needed for
+    every output but "linear". A conv layer: its weight reshaped to (C_out, C_in·kh·kw) against
+    unfolded input patches. ``backend`` and ``device`` as for :func:`distance_matrix` ("auto":
+    torch for a tensor ``X`` or with CUDA, else numba); validation and backends in
+    :mod:`dynlab.kernels.rfim`.
+    """
+    return _kr.rfim_quadratic(dW, X, output=output, W=W, db=db, b=b, noise=noise, damping=damping,
+                              backend=resolve_backend(backend, X), chunk=chunk, device=device)
