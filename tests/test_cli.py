@@ -148,7 +148,8 @@ def test_plot_a_stored_result(tmp_path, rng):
     runner = CliRunner()
     missing = runner.invoke(main, ["plot", "weight-change", "--store", store])
     assert missing.exit_code == 1
-    assert missing.output.strip().endswith("no result of 'weight-change' to plot (run: dynlab run weight-change)")
+    assert missing.output.strip().endswith(
+        "no result of 'weight-change' to plot (run: dynlab run weight-change)")
     assert runner.invoke(main, ["run", "weight-change", "--store", store, "-p", "k_max=3"]).exit_code == 0
     out = tmp_path / "wc.png"
     made = runner.invoke(main, ["plot", "weight-change", "--store", store, "-o", str(out)])

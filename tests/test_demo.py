@@ -19,9 +19,13 @@ def test_quick_demo(tmp_path):
     assert store.runs == ["w16-s0"]
     run = store.run("w16-s0")
     assert run.steps.tolist() == list(range(11)) and {"val_loss", "train_acc"} <= set(run.metrics)
-    for analyzer in ("weight-change", "fisher-velocity", "fisher-distance", "network", "transitions"):
+    for analyzer in ("weight-change", "fisher-velocity", "fisher-distance", "network", "transitions",
+                     "relative-fisher"):
         assert store.results[analyzer] == ["w16-s0"]
         assert (out / "plots" / f"{analyzer}.png").stat().st_size > 1000
+    assert store.results["inpca"] == ["digits"] and (out / "plots" / "inpca.png").exists()
+    assert run.has_predictions and run.has_activations and run.probe_labels.shape == (300,)
+    assert "probed every checkpoint on 300 held-out samples" in result.output
     # a second demo into the same directory starts clean
     again = CliRunner().invoke(main, ["demo", "--quick", "--out", str(out)])
     assert again.exit_code == 0, again.output
@@ -38,9 +42,14 @@ def test_demo_across_widths_with_the_iris_replicas(tmp_path):
     assert not out["failed"], out["failed"]
     assert "fss across widths" in text and "quality S" in text
     assert "lyapunov (replicas" in text and "η = 5" in text
+    assert "inpca (METHODS §2): 26 checkpoints of 2 runs" in text and "explained stress" in text
+    assert "relative-fisher (METHODS §3)" in text
+    transfer = out["info_transfer"]  # true labels transfer information, shuffled ones do not
+    assert transfer["digits"].attrs["L_IT"] > 0.5 * transfer["digits"].attrs["L_IT_max"]
+    assert abs(transfer["digits-shuffled"].attrs["L_IT"]) < 0.1 * transfer["digits"].attrs["L_IT"]
     names = {p.name for p in out["plots"]}
-    assert {"network.png", "transitions.png", "fss.png", "lyapunov.png",
-            "fisher-velocity.png"} <= names
+    assert {"network.png", "transitions.png", "fss.png", "lyapunov.png", "fisher-velocity.png",
+            "inpca.png", "relative-fisher.png", "info-transfer.png"} <= names
     assert all(p.stat().st_size > 1000 for p in out["plots"])
 
 

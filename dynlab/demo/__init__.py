@@ -2,11 +2,13 @@
 
 1. Train small MLPs (64-H-H-10) on scikit-learn's digits at several widths and seeds, long enough
    to overfit, saving plain torch checkpoints every epoch and a metrics.csv sidecar.
-2. Ingest the sweep directory (one run per width and seed) into a store.
-3. Run the built-in analyzers that apply to one training run (and, across widths, the
-   finite-size scaling fit) over every run.
+2. Ingest the sweep directory (one run per width and seed) into a store, then ``dynlab probe``
+   every checkpoint on a held-out slice of the data (predictions and Linear-layer inputs).
+3. Run the built-in analyzers that apply to one training run, ``inpca`` over all runs together
+   (and, across widths, the finite-size scaling fit).
 4. A small replica experiment on Iris (``lyapunov``): regular or chaotic at this learning rate?
-5. Print what the data show and save one PNG per analyzer.
+5. Prequential coding of the digits with true and shuffled labels (``info-transfer``).
+6. Print what the data show and save one PNG per analyzer.
 """
 
 from __future__ import annotations
@@ -18,18 +20,27 @@ from pathlib import Path
 import numpy as np
 
 from dynlab import api
+from dynlab.demo._probe import (
+    PROBE_SAMPLES,
+    inpca_lines,
+    probe_model,
+    relative_fisher_lines,
+    write_probe_set,
+)
 from dynlab.report import overfitting_onset, plot_analyzer, plot_chaos
 
 Echo = Callable[[str], None]
 
 #: what the demo runs on the digits runs: everything built in that applies to single training runs
-#: (lyapunov needs replica runs: the Iris experiment; lyapunov-series a chaotic-looking series)
-DIGITS_ANALYZERS = ("weight-change", "fisher-velocity", "fisher-distance", "network", "transitions")
+#: and inpca (all runs embedded together); lyapunov needs replica runs (the Iris experiment),
+#: lyapunov-series a chaotic-looking series, info-transfer block-wise code lengths (its own runs)
+DIGITS_ANALYZERS = ("weight-change", "fisher-velocity", "fisher-distance", "network", "transitions",
+                    "relative-fisher", "inpca")
 
 
 def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
              seeds: Sequence[int] = (0, 1), epochs: int = 80, chaos: bool = True,
-             echo: Echo = print) -> dict:
+             prequential: bool = True, echo: Echo = print) -> dict:
     """Run the whole demo into ``out``; returns what it printed, as data."""
     import torch
 
@@ -54,6 +65,14 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
             api.ingest(ckpts / f"w{width}-s{seed}", store,
                        attrs={"dataset": "digits", "width": width, "seed": seed, "group": "digits"})
     echo(f"ingested into {store} in {time.perf_counter() - started:.1f} s")
+
+    started = time.perf_counter()
+    probe_set = write_probe_set(out / "probe.npz")
+    api.probe(store, probe_model, probe_set, activations=True)
+    echo(f"probed every checkpoint on {PROBE_SAMPLES} held-out samples (predictions and the inputs "
+         f"of every Linear layer) in {time.perf_counter() - started:.1f} s; the same as\n  dynlab "
+         f"probe --store {store} --model dynlab.demo._probe:probe_model --data {probe_set} "
+         "--activations")
 
     started = time.perf_counter()
     report = api.run(store, list(DIGITS_ANALYZERS))
@@ -119,6 +138,18 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
         for name in st.results["transitions"]:
             echo(f"{name:<10} {_estimator_spread(st.run(name))}")
 
+    if "relative-fisher" in st.results:
+        echo("")
+        for line in relative_fisher_lines({n: st.result("relative-fisher", n)
+                                           for n in st.results["relative-fisher"]}, onsets):
+            echo(line)
+
+    if "inpca" in st.results:
+        for group in st.results["inpca"]:
+            echo("")
+            for line in inpca_lines(st.result("inpca", group), onsets):
+                echo(line)
+
     if "fss" in st.results:
         for group in st.results["fss"]:
             echo("\n" + _fss_summary(st.result("fss", group)))
@@ -135,6 +166,18 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
         echo(f"  (Iris replicas trained and analysed in {time.perf_counter() - started:.1f} s → "
              f"{out / 'chaos.zarr'})")
 
+    transfer = None
+    if prequential:
+        from dynlab.demo._prequential import prequential_demo
+
+        started = time.perf_counter()
+        transfer, lines = prequential_demo(out / "prequential.zarr")
+        echo("")
+        for line in lines:
+            echo(line)
+        echo(f"  (trained, recorded and analysed in {time.perf_counter() - started:.1f} s → "
+             f"{out / 'prequential.zarr'})")
+
     figures = []
     for analyzer, targets in st.results.items():
         results = {t: st.result(analyzer, t) for t in targets}
@@ -143,9 +186,12 @@ def run_demo(out: str | Path, *, widths: Sequence[int] = (16, 32, 64, 128),
             figures.append(path)
     if chaos_result is not None and plot_chaos(chaos_result["per_lr"], plots / "lyapunov.png"):
         figures.append(plots / "lyapunov.png")
+    if transfer is not None and plot_analyzer("info-transfer", transfer, None,
+                                              plots / "info-transfer.png") is not None:
+        figures.append(plots / "info-transfer.png")
     echo(f"\nplots: {', '.join(str(p) for p in figures)}")
     return {"store": store, "plots": figures, "onsets": onsets, "failed": failed,
-            "chaos": chaos_result, "seed_spread": spread}
+            "chaos": chaos_result, "seed_spread": spread, "info_transfer": transfer}
 
 
 def _seed_spread(st, analyzer: str, variable: str) -> float | None:

@@ -3,8 +3,8 @@
 ``plot_result`` draws any analyzer's per-step variables: one column per run, one row per variable
 with a ``step`` dim (lines over its other dim, e.g. one per layer), and the step of minimal
 validation loss — the usual overfitting onset — as a dashed line when the run recorded it.
-Analyzers whose results need their own picture (``network``, ``transitions``, ``fss``, ``inpca``)
-have one; :func:`plot_analyzer` picks it, :func:`plot_stored` draws a stored result
+Analyzers whose results need their own picture (``network``, ``transitions``, ``fss``, ``inpca``,
+``info-transfer``) have one; :func:`plot_analyzer` picks it, :func:`plot_stored` draws a stored result
 (``dynlab plot``).
 """
 
@@ -21,13 +21,14 @@ from dynlab.errors import require
 from dynlab.report._figures import (
     plot_chaos,
     plot_fss,
+    plot_info_transfer,
     plot_inpca,
     plot_network,
     plot_transitions,
 )
 
-__all__ = ["overfitting_onset", "plot_analyzer", "plot_chaos", "plot_fss", "plot_inpca",
-           "plot_network", "plot_result", "plot_stored", "plot_transitions", "step_variables"]
+__all__ = ["overfitting_onset", "plot_analyzer", "plot_chaos", "plot_fss", "plot_info_transfer",
+           "plot_inpca", "plot_network", "plot_result", "plot_stored", "plot_transitions", "step_variables"]
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -113,7 +114,7 @@ def plot_result(analyzer: str, results: Mapping[str, xr.Dataset],
 
 #: analyzers with a figure of their own; the others get :func:`plot_result`
 SPECIAL = {"network": plot_network, "transitions": plot_transitions, "fss": plot_fss,
-           "inpca": plot_inpca}
+           "inpca": plot_inpca, "info-transfer": plot_info_transfer}
 
 
 def plot_analyzer(analyzer: str, results: Mapping[str, xr.Dataset],

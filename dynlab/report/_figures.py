@@ -203,3 +203,30 @@ def plot_inpca(analyzer: str, results: Mapping[str, Any], onsets: Mapping[str, i
         axp.tick_params(labelsize=7)
         axp.legend(fontsize=6)
     return _finish(fig, f"{analyzer}: prediction-space trajectories (○ start, ★ min val loss)", path)
+
+
+def plot_info_transfer(analyzer: str, results: Mapping[str, Any], onsets: Any = None,
+                       path: str | Path | None = None) -> Any:
+    """Cumulative code lengths against samples sent (uniform code dashed, prequential solid; the gap
+    is L_IT), and each block's bits per sample, one colour per run."""
+    runs = list(results)[:MAX_RUNS]
+    if not runs:
+        return None
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.5, 3.2), constrained_layout=True)
+    for i, run in enumerate(runs):
+        ds, color = results[run], f"C{i % 10}"
+        t = np.asarray(ds["samples"])
+        left.plot(t, ds["l_preq"], color=color, lw=1.2, marker=".",
+                  label=f"{run}: L_IT = {ds.attrs.get('L_IT', float('nan')):.0f} bits")
+        left.plot(t, ds["l_uniform"], color=color, lw=0.8, ls="--")
+        right.semilogx(t, ds["bits_per_sample"], color=color, lw=1.2, marker=".", label=str(run))
+    left.set_xlabel("samples sent $t_s$")
+    left.set_ylabel("cumulative code length (bits)")
+    left.set_title("prequential (solid) vs uniform (dashed)", fontsize=9)
+    right.set_xlabel("samples sent $t_s$")
+    right.set_ylabel("bits per sample of the block")
+    for ax in (left, right):
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    return _finish(fig, f"{analyzer}: information transfer", path)
