@@ -34,7 +34,7 @@ def runs_table(store: str | os.PathLike[str] | Store = "dynlab.zarr") -> list[di
 
 
 def run_info(store: str | os.PathLike[str] | Store, run: str) -> dict[str, Any]:
-    """Tensors (shape, dtype, source dtype), metrics, attrs and provenance of one run."""
+    """Tensors (shape, dtype, source dtype), metrics, attrs, provenance and probe data of one run."""
     st = store if isinstance(store, Store) else open_store(store)
     r = st.run(run)
     info = r.info
@@ -51,6 +51,7 @@ def run_info(store: str | os.PathLike[str] | Store, run: str) -> dict[str, Any]:
         "source": info.get("source"),
         "framework": info.get("framework"),
         "nonfinite": info.get("nonfinite", {}),
+        "probe": r.probe_summary,
     }
 
 

@@ -159,3 +159,22 @@ def test_plot_a_stored_result(tmp_path, rng):
                                "-o", str(tmp_path / "x.png")])
     assert one.exit_code == 1 and "no result of 'weight-change' for zz (it has: r1, r2)" in one.output
     assert len(one.output.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
+
+
+def test_info_shows_the_probe_data(tmp_path, rng):
+    store = tmp_path / "p.zarr"
+    layers = {"fc": {"kind": "linear", "weight": "fc.weight", "bias": None, "output": "softmax"}}
+    with dynlab.Recorder(store, "r") as rec:
+        rec.set_probe_layers(layers)
+        for step in range(3):
+            p = rng.dirichlet(np.ones(4), size=5)
+            acts = {"fc": rng.standard_normal((5, 7)).astype(np.float32)} if step else None
+            rec.log(step, {"fc.weight": rng.standard_normal((4, 7))}, predictions=p, activations=acts)
+    runner = CliRunner()
+    info = json.loads(runner.invoke(main, ["info", "r", "--store", str(store), "--json"]).output)
+    assert info["probe"] == {
+        "predictions": {"samples": 5, "classes": 4, "dtype": "float32", "steps": 3},
+        "labels": False, "activations": {"fc": {"width": 7, "steps": 2}}, "layers": layers}
+    text = runner.invoke(main, ["info", "r", "--store", str(store)]).output
+    assert "probe predictions: 5 samples × 4 classes (float32) at 3 of 3 steps" in text
+    assert "fc (softmax): 7 × 2" in text

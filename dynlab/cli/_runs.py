@@ -73,5 +73,15 @@ def info_command(run, store, as_json):
     console.print(table)
     if info["metrics"]:
         console.print("metrics: " + ", ".join(f"{k} ({n} values)" for k, n in info["metrics"].items()))
+    probe = info["probe"]
+    if probe["predictions"]:
+        p = probe["predictions"]
+        console.print(f"probe predictions: {p['samples']} samples × {p['classes']} classes "
+                      f"({p['dtype']}) at {p['steps']} of {info['checkpoints']} steps; labels "
+                      + ("stored" if probe["labels"] else "none"))
+    if probe["activations"]:
+        console.print("probe activations (layer: inputs × steps): " + ", ".join(
+            f"{layer} ({probe['layers'].get(layer, {}).get('output', '?')}): {a['width']} × {a['steps']}"
+            for layer, a in probe["activations"].items()))
     if info["nonfinite"]:
         console.print(f"[yellow]non-finite values at steps {', '.join(info['nonfinite'])}[/yellow]")

@@ -276,6 +276,24 @@ class ProbeData:
                         axis=1)
 
     @property
+    def probe_summary(self) -> dict[str, Any]:
+        """What the run holds of its probe set, from metadata and hashes only: ``predictions``
+        {samples, classes, dtype, steps} or None, ``labels`` (bool), ``activations`` {layer:
+        {width, steps}}, ``layers`` (``probe_layers``)."""
+        layout = self._prediction_layout()
+        predictions = None if layout is None else {
+            "samples": layout[0][0], "classes": layout[0][1], "dtype": str(layout[1]),
+            "steps": int(np.count_nonzero(self.prediction_hashes))}
+        activations = {}
+        for layer in self.activation_layers:
+            shape = self._committed_layout(L.activations_key(layer), L.activation_hashes_key(layer))
+            activations[layer] = {
+                "width": shape[-1] if shape else None,
+                "steps": int(np.count_nonzero(self._row_hashes(L.activation_hashes_key(layer))))}
+        return {"predictions": predictions, "labels": self.probe_labels is not None,
+                "activations": activations, "layers": self.probe_layers}
+
+    @property
     def has_activations(self) -> bool:
         """Whether every committed step (at least one) has activations of every layer."""
         hashes = self.activation_hashes
