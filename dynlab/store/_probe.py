@@ -31,7 +31,7 @@ import numpy as np
 from dynlab.errors import ProbeError, StoreError
 from dynlab.store import _layout as L
 from dynlab.store._hash import tensor_hash
-from dynlab.store._messages import did_you_mean, shown_names
+from dynlab.store._messages import did_you_mean, no_activations, shown_names
 
 #: A checked probe row: the values as stored and their hash (never 0: 0 means "none").
 Row = tuple[np.ndarray, int]
@@ -306,19 +306,13 @@ class ProbeData:
         rows = self.rows(steps)
         layers = self.activation_layers
         if layer not in layers:
-            if not layers:
-                raise StoreError(
-                    f"run '{self.name}' has no probe activations (store them with dynlab probe "
-                    "--activations or Recorder.log(..., activations=...))")
-            raise StoreError(f"run '{self.name}' has no activations of layer '{layer}'"
-                             + (did_you_mean(str(layer), layers) or
-                                f" (its layers: {shown_names(layers)})"))
+            raise StoreError(no_activations(self.name, layer, layers))
         index = np.arange(len(self._steps))[rows]
         hashes = self._row_hashes(L.activation_hashes_key(layer))
         missing = self._steps[index[hashes[index] == 0]]
         if len(missing):
-            raise StoreError(f"run '{self.name}' has no activations of layer '{layer}' at step "
-                             f"{shown_names([str(int(s)) for s in missing])}")
+            raise StoreError(no_activations(self.name, layer, layers,
+                                            [str(int(s)) for s in missing]))
         arr = self._array(L.activations_key(layer))
         if isinstance(rows, slice):
             return arr[rows]

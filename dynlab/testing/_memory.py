@@ -317,24 +317,15 @@ class MemoryRun:
         """Inputs of ``layer`` at ``steps`` (default: all), float32 (len(steps), N, H); errors as
         the store's."""
         chosen = self._steps if steps is None else self._steps[step_rows(self._steps, steps, self.name)]
+        from dynlab.store._messages import no_activations
+
         layers = list(self._activations)
         if layer not in self._activations:
-            if not layers:
-                raise StoreError(
-                    f"run '{self.name}' has no probe activations (store them with dynlab probe "
-                    "--activations or Recorder.log(..., activations=...))")
-            from dynlab.store._messages import did_you_mean, shown_names
-
-            raise StoreError(f"run '{self.name}' has no activations of layer '{layer}'"
-                             + (did_you_mean(str(layer), layers) or
-                                f" (its layers: {shown_names(layers)})"))
+            raise StoreError(no_activations(self.name, layer, layers))
         rows = self._activations[layer]
         missing = [str(s) for s in chosen.tolist() if s not in rows]
         if missing:
-            from dynlab.store._messages import shown_names
-
-            raise StoreError(f"run '{self.name}' has no activations of layer '{layer}' at step "
-                             f"{shown_names(missing)}")
+            raise StoreError(no_activations(self.name, layer, layers, missing))
         first = next(iter(rows.values()))
         if not len(chosen):
             return np.zeros((0, *first.shape), dtype=first.dtype)

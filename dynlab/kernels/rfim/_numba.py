@@ -15,9 +15,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from dynlab.kernels.rfim._numpy import CHUNK, pre_activations
+
 __all__ = ["CHUNK", "KINDS", "quadratic"]
 
-CHUNK = 4096  # samples per block: δz and a are (CHUNK, H_out) float64
 KINDS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "softmax": 4}
 
 
@@ -65,27 +66,12 @@ def _per_sample(dz, a, kind, inv_s2, damping, out):  # pragma: no cover - compil
 def quadratic(dW: np.ndarray, X: np.ndarray, W: np.ndarray | None, db: np.ndarray | None,
               b: np.ndarray | None, output: str, noise: float, damping: float,
               chunk: int = CHUNK) -> np.ndarray:
-    """(T,) float64, as :func:`dynlab.kernels.rfim._numpy.quadratic`."""
-    T, N, _ = X.shape
+    """(T,) float64, as :func:`dynlab.kernels.rfim._numpy.quadratic` (the same BLAS blocks)."""
     kind = KINDS[output]
-    out = np.zeros(T)
-    slots = np.empty(min(N, chunk))
-    for t in range(T):
-        dwt = np.asarray(dW[t], dtype=np.float64).T
-        wt = None if kind == 0 else np.asarray(W[t], dtype=np.float64).T
-        total = 0.0
-        for n0 in range(0, N, chunk):
-            x = np.asarray(X[t, n0:n0 + chunk], dtype=np.float64)
-            dz = x @ dwt
-            if db is not None:
-                dz += db[t]
-            a = dz  # a placeholder the kernel does not read when linear
-            if wt is not None:
-                a = x @ wt
-                if b is not None:
-                    a += b[t]
-            part = slots[:len(x)]
-            _per_sample(dz, a, kind, 1.0 / noise**2, float(damping), part)
-            total += part.sum()
-        out[t] = total / N
-    return out
+    out = np.zeros(X.shape[0])
+    slots = np.empty(min(X.shape[1], chunk))
+    for t, dz, a in pre_activations(dW, X, W, db, b, kind != 0, chunk):
+        part = slots[:len(dz)]
+        _per_sample(dz, dz if a is None else a, kind, 1.0 / noise**2, float(damping), part)
+        out[t] += part.sum()
+    return out / X.shape[1]

@@ -25,9 +25,11 @@ dW (T, H_out, H_in), X (T, N, H_in), W like dW or None (linear only), db and b (
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-__all__ = ["CHUNK", "per_sample", "quadratic"]
+__all__ = ["CHUNK", "per_sample", "pre_activations", "quadratic"]
 
 CHUNK = 4096  # samples per block: δz and a are (CHUNK, H_out) float64
 
@@ -58,27 +60,34 @@ def per_sample(dz: np.ndarray, a: np.ndarray | None, output: str, noise: float,
     raise ValueError(f"unknown output model {output!r}")
 
 
-def quadratic(dW: np.ndarray, X: np.ndarray, W: np.ndarray | None, db: np.ndarray | None,
-              b: np.ndarray | None, output: str, noise: float, damping: float,
-              chunk: int = CHUNK) -> np.ndarray:
-    """(T,) float64: for each t, (1/N) Σₙ δzₙᵀ Λ(aₙ) δzₙ with δz = dW[t] xₙ + db[t] and
-    a = W[t] xₙ + b[t], xₙ = X[t, n] (the module docstring gives Λ)."""
+def pre_activations(dW: np.ndarray, X: np.ndarray, W: np.ndarray | None, db: np.ndarray | None,
+                    b: np.ndarray | None, need_a: bool, chunk: int = CHUNK
+                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """(t, δz, a) for each step t and block of ``chunk`` samples: δz = X dWᵀ + db and (if
+    ``need_a``, else None) a = X Wᵀ + b, float64 (n, H_out): two BLAS products per block."""
     T, N, _ = X.shape
-    out = np.zeros(T)
     for t in range(T):
         dwt = np.asarray(dW[t], dtype=np.float64).T
-        wt = None if W is None else np.asarray(W[t], dtype=np.float64).T
-        total = 0.0
+        wt = np.asarray(W[t], dtype=np.float64).T if need_a else None
         for n0 in range(0, N, chunk):
             x = np.asarray(X[t, n0:n0 + chunk], dtype=np.float64)
             dz = x @ dwt
             if db is not None:
                 dz += db[t]
             a = None
-            if output != "linear":
+            if wt is not None:
                 a = x @ wt
                 if b is not None:
                     a += b[t]
-            total += per_sample(dz, a, output, noise, damping).sum()
-        out[t] = total / N
-    return out
+            yield t, dz, a
+
+
+def quadratic(dW: np.ndarray, X: np.ndarray, W: np.ndarray | None, db: np.ndarray | None,
+              b: np.ndarray | None, output: str, noise: float, damping: float,
+              chunk: int = CHUNK) -> np.ndarray:
+    """(T,) float64: for each t, (1/N) Σₙ δzₙᵀ Λ(aₙ) δzₙ with δz = dW[t] xₙ + db[t] and
+    a = W[t] xₙ + b[t], xₙ = X[t, n] (the module docstring gives Λ)."""
+    out = np.zeros(X.shape[0])
+    for t, dz, a in pre_activations(dW, X, W, db, b, output != "linear", chunk):
+        out[t] += per_sample(dz, a, output, noise, damping).sum()
+    return out / X.shape[1]
