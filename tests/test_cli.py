@@ -161,6 +161,20 @@ def test_plot_a_stored_result(tmp_path, rng):
     assert len(one.output.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
 
 
+def test_plot_to_an_unwritable_path_is_one_line(tmp_path, rng):
+    """A missing directory or a format matplotlib cannot write: one line naming the file."""
+    store = _recorded_store(tmp_path, rng)
+    runner = CliRunner()
+    assert runner.invoke(main, ["run", "weight-change", "--store", store, "-p", "k_max=3"]).exit_code == 0
+    for out, why in ((tmp_path / "no" / "dir" / "wc.png", "No such file or directory"),
+                     (tmp_path / "wc.txt", "Format 'txt' is not supported")):
+        bad = runner.invoke(main, ["plot", "weight-change", "--store", store, "-o", str(out)])
+        assert bad.exit_code == 1, bad.output
+        assert bad.output.startswith(f"dynlab: error: {out}: cannot write the figure"), bad.output
+        assert why in bad.output and len(bad.output.strip().splitlines()) == 1, bad.output
+        assert not out.exists()
+
+
 def test_info_shows_the_probe_data(tmp_path, rng):
     store = tmp_path / "p.zarr"
     layers = {"fc": {"kind": "linear", "weight": "fc.weight", "bias": None, "output": "softmax"}}

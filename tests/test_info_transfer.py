@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 import dynlab
 from dynlab.analyzers import AnalyzerInputError
 from dynlab.analyzers.info_transfer import InfoTransfer
-from dynlab.errors import CheckpointError, DynlabError
+from dynlab.errors import CheckpointError, DynlabError, DynlabWarning
 from dynlab.testing import MemoryRun, check_analyzer
 from dynlab.transfer import TransferInputError, prequential
 
@@ -304,6 +305,23 @@ def test_log_block_order_errors(store_path):
     run = dynlab.open_store(store_path).run("order")
     assert run.steps.tolist() == [0, 3]
     np.testing.assert_array_equal(run.metrics["preq_block_bits"], [30.0, np.nan])
+
+
+def test_a_block_still_waiting_at_close_is_a_warning(store_path):
+    """An evaluation-only last block (never followed by its log) would silently shorten L_preq."""
+    rng = np.random.default_rng(0)
+    rec = dynlab.Recorder(store_path, "tail", attrs={"n_classes": 10})
+    rec.log_block(0, 10, 30.0)
+    rec.log(0, _weights(rng))
+    rec.log_block(1, 20, 12.5)
+    with pytest.warns(DynlabWarning, match=r"run 'tail': the block of step 1 \(20 samples, 12.5 "
+                                           r"bits\) was never logged with log\(1, \.\.\.\)"):
+        rec.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with dynlab.Recorder(store_path, "fine") as done:  # nothing waiting: no warning
+            done.log_block(0, 10, 30.0)
+            done.log(0, _weights(rng))
 
 
 def test_errors_are_dynlab_errors():

@@ -502,6 +502,11 @@ def _bad_file(src, rng):
     return src / "predictions" / "100.npy", "cannot read as a .npy array"
 
 
+def _not_npy(src, rng):  # numpy's own message would call it a pickle and suggest loading it
+    (src / "predictions" / "100.npy").write_text("step,loss\n100,0.5\n")
+    return src / "predictions" / "100.npy", r"not a \.npy array \(save it with numpy\.save\)$"
+
+
 def _bad_pickle(src, rng):
     np.save(src / "predictions" / "100.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     return src / "predictions" / "100.npy", "cannot read as a .npy array"
@@ -518,8 +523,8 @@ def _labels_count(src, rng):
             "predictions are for 6 samples, but the run's probe labels are for 8")
 
 
-@pytest.mark.parametrize("spoil", [_bad_nan, _bad_shape, _bad_sum, _bad_name, _bad_file, _bad_pickle,
-                                   _bad_labels, _labels_count])
+@pytest.mark.parametrize("spoil", [_bad_nan, _bad_shape, _bad_sum, _bad_name, _bad_file, _not_npy,
+                                   _bad_pickle, _bad_labels, _labels_count])
 def test_bad_sidecar_files_stop_the_ingest_before_it_writes(tmp_path, store_path, rng, spoil):
     src = tmp_path / "r"
     _sidecar_run(src, rng)

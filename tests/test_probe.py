@@ -130,6 +130,14 @@ def test_api_with_a_factory_file_float16_and_probabilities(tmp_path, setup):
         np.testing.assert_allclose(got[i], want, atol=1e-3)  # float16: 11 bits of mantissa
 
 
+def test_a_factory_with_only_optional_parameters_is_called_without_the_attrs(setup):
+    """``--model pkg:Net`` with ``Net(hidden=16, classes=4)``: built with its defaults, not
+    ``Net(attrs)`` (which would pass the run's attrs dict as ``hidden``)."""
+    store_path, data = setup
+    report = dynlab.probe(store_path, "probe_models:WithDefaults", data)
+    assert report.runs[0].predictions == list(STEPS)
+
+
 def test_a_factory_given_the_run_attrs_and_several_runs(tmp_path, store_path, rng):
     for width in (3, 5):
         train(store_path, f"w{width}", pm.mlp_by_width, attrs={"width": width}, steps=(0, 1))
@@ -371,6 +379,37 @@ def test_replace_recomputes(setup, rng):
     np.testing.assert_array_equal(run.read_activations("2"), right_acts)
 
 
+def test_other_probe_inputs_are_refused_not_mixed_in(tmp_path, setup, rng):
+    """A run grows after a probe; probing it with another x of the same shape (no y to tell them
+    apart) would give the new step predictions on another probe set: refused, nothing written.
+    --replace moves every step to the new inputs."""
+    store_path, _ = setup
+    first = _npz(tmp_path, drop=("y",))
+    dynlab.probe(store_path, "probe_models:mlp", first)
+    digest = dynlab.open_store(store_path).run("r").probe_inputs
+    assert digest is not None
+    with dynlab.Recorder(store_path, "r") as rec:  # training went on
+        rec.log(9, model_at(store_path, 3, shift=0.01))
+    other = probe_file(tmp_path / "other.npz", rng, labels=False)
+    before = files(store_path)
+    result = invoke("--store", store_path, "-m", "probe_models:mlp", "-d", other)
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "dynlab: error: run 'r': the probe inputs x differ from those its stored probe data were "
+        "computed on (a run has one probe set; --replace recomputes every step on these inputs)")
+    assert files(store_path) == before
+    report = dynlab.probe(store_path, "probe_models:mlp", first)  # the same inputs: resumes
+    assert report.runs[0].predictions == [9]
+    report = dynlab.probe(store_path, "probe_models:mlp", other, replace=True)
+    assert report.runs[0].predictions == [*STEPS, 9]
+    run = dynlab.open_store(store_path).run("r")
+    assert run.probe_inputs not in (None, digest)
+    x = torch.from_numpy(np.load(other)["x"])
+    with torch.no_grad():
+        want = torch.softmax(model_at(store_path, 9)(x), dim=1).numpy()
+    np.testing.assert_allclose(run.read_predictions([9])[0], want, atol=1e-6)
+
+
 def test_labels_added_to_a_run_probed_without(tmp_path, setup):
     store_path, data = setup
     dynlab.probe(store_path, "probe_models:mlp", _npz(tmp_path, drop=("y",)))
@@ -446,7 +485,8 @@ ERRORS = {
     "no x": (lambda t: {"-d": _npz(t, drop=("x",), inputs=np.zeros((N, pm.D_IN)))},
              "p.npz: no array 'x' (the probe inputs); it holds y, inputs"),
     "npy not npz": (lambda t: {"-d": _npy(t)}, "x.npy: not an .npz archive"),
-    "not a file of arrays": (lambda t: {"-d": _file(t, "p.npz", "hello")}, "p.npz: cannot read as"),
+    "not a file of arrays": (lambda t: {"-d": _file(t, "p.npz", "hello")},  # not "a pickle"
+                             "p.npz: not an .npz archive (save the probe set with numpy.savez"),
     "x pickled": (lambda t: {"-d": _npz(t, x=np.array([{"a": 1}] * N, dtype=object))},
                   "p.npz: cannot read as an .npz archive (Object arrays cannot be loaded"),
     "x strings": (lambda t: {"-d": _npz(t, x=np.array(["a"] * N))},

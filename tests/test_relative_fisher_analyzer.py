@@ -103,6 +103,27 @@ def test_conv_layer_against_torch_convolution():
     assert ds.attrs["layers"]["c"]["kind"] == "conv"
 
 
+def test_grouped_conv_layer_against_torch_convolution():
+    """A grouped Conv2d (groups=2; the probe stores the patches of all C_in channels): v·Δt = RMS
+    change of torch's position-averaged grouped conv output, with linear output."""
+    rng = np.random.default_rng(12)
+    images = torch.tensor(rng.standard_normal((7, 4, 5, 6)))
+    conv_w = [torch.tensor(rng.standard_normal((6, 2, 3, 2))) for _ in range(3)]
+    conv_b = [torch.tensor(rng.standard_normal(6)) for _ in range(3)]
+    patches = torch.nn.functional.unfold(images, (3, 2)).mean(dim=2)  # (N, C_in·kh·kw) = (7, 24)
+    run = MemoryRun("grouped", [0, 2, 3], {"g.weight": torch.stack(conv_w).numpy(),
+                                           "g.bias": torch.stack(conv_b).numpy()},
+                    activations={"g": np.stack([patches.numpy()] * 3)},
+                    probe_layers={"g": {"kind": "conv", "weight": "g.weight", "bias": "g.bias",
+                                        "output": "linear"}})
+    ds = RelativeFisher(at="mid").compute(run)
+    for k, dt in ((0, 2), (1, 1)):
+        out = [torch.nn.functional.conv2d(images, w, b, groups=2).mean(dim=(2, 3))
+               for w, b in ((conv_w[k], conv_b[k]), (conv_w[k + 1], conv_b[k + 1]))]
+        rms = float(((out[1] - out[0]) ** 2).sum(dim=1).mean().sqrt())
+        assert float(ds["speed"][k, 0]) == pytest.approx(rms / dt, rel=1e-6)  # float32 inputs
+
+
 # ---------------------------------------------------------------------------- the kernel
 
 

@@ -18,7 +18,8 @@ NaN from there on.
 A convolution's weight (C_out, C_in, kh, kw) is reshaped to (C_out, C_in·kh·kw) against the stored
 per-sample mean over output positions of the unfolded input patches: δz is then exactly the change
 of the position-averaged pre-activation, and Λ is evaluated at the position-averaged a (an
-approximation for nonlinear outputs: Λ(mean a) ≠ mean Λ(a)).
+approximation for nonlinear outputs: Λ(mean a) ≠ mean Λ(a)). A grouped convolution (weight
+(C_out, C_in/g, kh, kw) against patches of all C_in channels) is the block-diagonal full weight.
 """
 
 from __future__ import annotations
@@ -176,11 +177,15 @@ class RelativeFisher(Analyzer):
         first = view.read_activations(layer.name, steps[np.flatnonzero(present)[:1]])
         n, h = first.shape[1], first.shape[2]
         h_out = shape[0] if shape else 0
-        if len(shape) < 2 or int(np.prod(shape[1:])) != h:
+        per_group = int(np.prod(shape[1:])) if len(shape) >= 2 else 0
+        groups = h // per_group if len(shape) > 2 and per_group and h % per_group == 0 else 1
+        if groups > 1 and h_out % groups:
+            groups = 1
+        if len(shape) < 2 or per_group * groups != h:
             raise AnalyzerInputError(
                 f"run '{view.name}': layer '{layer.name}' has inputs of {h} features, but its weight "
                 f"'{layer.weight}' has shape {shape}; a {layer.kind} layer needs (out, {h})"
-                + (" or (C_out, C_in, kh, kw) with C_in·kh·kw = H" if len(shape) > 2 else ""))
+                + (" or (C_out, C_in/groups, kh, kw) with C_in·kh·kw = H" if len(shape) > 2 else ""))
         if layer.bias is not None:
             bias_shape = tuple(next(t for t in view.tensors if t.name == layer.bias).shape)
             if bias_shape != (h_out,):
@@ -194,7 +199,10 @@ class RelativeFisher(Analyzer):
         block = max(1, _READ_VALUES // max(1, n * h))
         for i0 in range(0, len(steps) - 1, block):
             rows = np.arange(i0, min(i0 + block, len(steps) - 1) + 1)
-            w = view.read(layer.weight, steps[rows]).astype(np.float64).reshape(len(rows), h_out, h)
+            w = view.read(layer.weight, steps[rows]).astype(np.float64).reshape(len(rows), h_out,
+                                                                                 per_group)
+            if groups > 1:
+                w = _ungrouped(w, groups)
             b = None if layer.bias is None else view.read(layer.bias, steps[rows]).astype(np.float64)
             dw = np.diff(w, axis=0)
             db = None if b is None else np.diff(b, axis=0)
@@ -216,3 +224,15 @@ class RelativeFisher(Analyzer):
                     b=None if b is None else b[k + shift], **kw)
         q = left if self.at == "left" else 0.5 * (left + right)
         return q, int(n)
+
+
+def _ungrouped(w: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped convolution's weights (R, C_out, C_in/g·kh·kw) as the equivalent full weights
+    (R, C_out, C_in·kh·kw): output channel group i sees input channel group i only (torch's
+    contiguous groups), zero elsewhere — block-diagonal against the stored patches of all C_in."""
+    rows, h_out, per = w.shape
+    full = np.zeros((rows, h_out, groups * per))
+    out = h_out // groups
+    for i in range(groups):
+        full[:, i * out:(i + 1) * out, i * per:(i + 1) * per] = w[:, i * out:(i + 1) * out]
+    return full

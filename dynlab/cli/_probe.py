@@ -45,7 +45,7 @@ class _RichProgress:
 @store_option
 @click.option("--model", "-m", "model", required=True, metavar="MODULE:FACTORY",
               help="Model factory: module:function or path/to/file.py:function, returning a "
-                   "torch.nn.Module (called with the run's attrs if it takes an argument).")
+                   "torch.nn.Module (called with the run's attrs if it has a required argument).")
 @click.option("--data", "-d", "data", required=True, type=click.Path(path_type=Path),
               metavar="PROBE.npz", help="The probe set: x (inputs) and optionally y (labels).")
 @click.option("--run", "-r", "runs", multiple=True, help="Run to probe (repeatable; default all).")

@@ -10,6 +10,8 @@ probe labels come from ``y`` of the file, its ``probe_layers`` from the architec
 
 Resumable: steps that already have predictions (and activations of every layer, if asked) are
 skipped, so an interrupted probe continues where it stopped; ``replace`` recomputes and overwrites.
+The run records a digest of ``x`` (``Run.probe_inputs``): other inputs later are refused, not mixed
+in (``replace`` recomputes every step on them).
 The run's writer lock is held while it is probed. Everything that can be checked before the first
 write is (the file, the factory, the model against the checkpoints' tensors, the first forward),
 so those mistakes leave the store unchanged. A step whose outputs are not finite (a diverged
@@ -93,14 +95,14 @@ def probe(store: str | os.PathLike[str] | Store, model: str | Callable[..., Any]
     """Store probe predictions (and, with ``activations``, layer inputs) of every checkpoint.
 
     ``model``: ``"module:factory"``, ``"path/file.py:factory"`` or the factory itself; called
-    with no argument, or with the run's attrs (a dict) if it takes one parameter (a sweep's runs
-    differ in width), it returns a ``torch.nn.Module``. ``data``: an ``.npz`` with ``x`` (the probe
-    inputs; floating ``x`` is cast to the model's floating dtype) and optionally ``y`` (N,
-    integer labels). ``runs``: default all. ``device``: ``auto`` (CUDA if available, else CPU),
-    ``cpu``, ``cuda``, ``cuda:i``. ``outputs``: ``logits`` (softmax is applied) or ``probs`` (the
-    model already returns probabilities). ``float16``: store predictions as float16 (a run keeps
-    the dtype of its first predictions). ``threads``: torch's CPU threads during the probe (default:
-    torch's own setting).
+    with no argument, or with the run's attrs (a dict) if it has a required positional parameter
+    (a sweep's runs differ in width), it returns a ``torch.nn.Module``. ``data``: an ``.npz``
+    with ``x`` (the probe inputs; floating ``x`` is cast to the model's floating dtype) and
+    optionally ``y`` (N, integer labels). ``runs``: default all. ``device``: ``auto`` (CUDA if
+    available, else CPU), ``cpu``, ``cuda``, ``cuda:i``. ``outputs``: ``logits`` (softmax is
+    applied) or ``probs`` (the model already returns probabilities). ``float16``: store
+    predictions as float16 (a run keeps the dtype of its first predictions). ``threads``: torch's
+    CPU threads during the probe (default: torch's own setting).
     """
     torch = require("torch", "torch")
     if outputs not in ("logits", "probs"):
@@ -214,6 +216,11 @@ def load_probe_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
     path = Path(path)
     if not path.is_file():
         raise ProbeError(f"{path}: no such probe file")
+    with open(path, "rb") as f:  # numpy would call anything else a pickle and suggest loading it
+        magic = f.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        raise ProbeError(f"{path}: not an .npz archive (save the probe set with "
+                         "numpy.savez(path, x=..., y=...))")
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
@@ -244,11 +251,14 @@ def load_probe_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
 
 
 def build_model(factory: Callable[..., Any], where: str, attrs: Mapping[str, Any]) -> Any:
-    """``factory()`` (or ``factory(attrs)`` if it takes a parameter), checked to be an nn.Module."""
+    """``factory()`` (or ``factory(attrs)`` if it has a required positional parameter: a class
+    ``Net(width=64)`` is called without), checked to be an nn.Module."""
     import torch.nn as nn
 
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     try:
-        takes = len(inspect.signature(factory).parameters) > 0
+        takes = any(p.kind in positional and p.default is inspect.Parameter.empty
+                    for p in inspect.signature(factory).parameters.values())
     except (TypeError, ValueError):  # a builtin or C callable without a signature
         takes = False
     try:
@@ -271,6 +281,9 @@ def _probe_run(run: Run, factory: Callable[..., Any], where: str, x: np.ndarray,
     if not len(steps):
         progress.start_run(run.name, 0)
         return report
+    digest, known = inputs_digest(x), run.probe_inputs
+    switching = known is not None and known != digest  # another probe set than the stored one
+    record = known is None  # the digest is written with the first rows
     net = build_model(factory, f"{where} (run '{run.name}')", run.attrs).to(options.device).eval()
     _check_tensors(run, net, int(steps[0]))
     dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), None)
@@ -300,6 +313,8 @@ def _probe_run(run: Run, factory: Callable[..., Any], where: str, x: np.ndarray,
         if y is not None and not described and int(y.max()) >= probs.shape[1]:
             raise ProbeError(f"run '{run.name}': label {int(y.max())} of the probe file's y is not "
                              f"one of the model's {probs.shape[1]} classes")
+        if switching and not options.replace:  # the store refuses another N by itself
+            _refuse_other_inputs(run, len(x))
         if need_predictions:
             run.write_predictions(step, probs)
             report.predictions.append(step)
@@ -309,10 +324,33 @@ def _probe_run(run: Run, factory: Callable[..., Any], where: str, x: np.ndarray,
         if need_activations and acts:
             run.write_activations(step, acts)
             report.activations.append(step)
+        if record:  # after the step's rows: a refused row leaves the store unchanged
+            run.set_probe_inputs(digest)
+            record = False
         progress.advance(run.name, step)
     if not described and y is not None and run.probe_labels is None:
         run.set_probe_labels(y)  # nothing else to do, but the run lacked its labels
+    if switching:  # every step was recomputed on the new inputs: they are the run's now
+        run.set_probe_inputs(digest)
     return report
+
+
+def _refuse_other_inputs(run: Run, samples: int) -> None:
+    stored = run.probe_summary["predictions"]
+    if stored is None or stored["samples"] == samples:
+        raise ProbeError(f"run '{run.name}': the probe inputs x differ from those its stored "
+                         "probe data were computed on (a run has one probe set; --replace "
+                         "recomputes every step on these inputs)")
+
+
+def inputs_digest(x: np.ndarray) -> str:
+    """xxh3-64 (hex) of the probe inputs: dtype, shape and bytes (``Run.probe_inputs``)."""
+    import xxhash
+
+    h = xxhash.xxh3_64()
+    h.update(f"{x.dtype.str}{x.shape}".encode())
+    h.update(np.ascontiguousarray(x).view(np.uint8).reshape(-1).data)
+    return h.hexdigest()
 
 
 def _describe(run: Run, net: Any, y: np.ndarray | None) -> None:

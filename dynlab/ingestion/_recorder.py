@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dynlab.errors import CheckpointError
+from dynlab.errors import CheckpointError, DynlabWarning
 from dynlab.ingestion._base import TensorItem
 from dynlab.store import Store, open_store
 
@@ -72,8 +73,13 @@ class Recorder:
 
     def close(self) -> None:
         if self._open:
+            block = self.pending_block
             self._open = False
             self._writing.__exit__(None, None, None)
+            if block is not None:  # it would otherwise vanish: L_preq without its last block
+                warnings.warn(f"run '{self.run.name}': the block of step {block[0]} ({block[1]} "
+                              f"samples, {block[2]:.6g} bits) was never logged with "
+                              f"log({block[0]}, ...): it is not stored", DynlabWarning, stacklevel=2)
 
     def __enter__(self) -> Recorder:
         return self
@@ -101,7 +107,7 @@ class Recorder:
 
         Logs at earlier steps may come in between; a log at a later step while the block still
         waits is an error, and so is a second block at one step. A block whose step is never
-        logged is not stored (``pending_block`` shows it).
+        logged is not stored (``pending_block`` shows it; ``close`` warns).
         """
         if not self._open:
             raise CheckpointError(f"recorder of run '{self.run.name}' is closed")

@@ -93,6 +93,12 @@ def prediction_files(root: Path) -> tuple[dict[int, Path], Path | None]:
 def load_npy(path: Path) -> np.ndarray:
     """The array in a ``.npy`` file (memory-mapped; pickles refused), or a CheckpointError naming it."""
     try:
+        with open(path, "rb") as f:  # numpy would call anything else a pickle and suggest loading it
+            if f.read(6) != b"\x93NUMPY":
+                raise CheckpointError(f"{path}: not a .npy array (save it with numpy.save)")
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read as a .npy array ({exc})") from None
+    try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise CheckpointError(f"{path}: cannot read as a .npy array ({exc})") from None

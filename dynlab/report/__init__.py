@@ -142,8 +142,18 @@ def plot_stored(store: Store, analyzer: str, targets: list[str] | None = None,
     results = {t: store.result(analyzer, t) for t in (targets or stored)}
     onsets = {name: overfitting_onset(store.run(name).metrics, store.run(name).steps)
               for name in store.runs}
-    fig = plot_analyzer(analyzer, results, onsets, path)
+    fig = plot_analyzer(analyzer, results, onsets, None)
     if fig is None:
         raise DynlabError(f"the result of '{analyzer}' has no per-step variable to plot "
                           f"(see: dynlab results {analyzer})")
+    if path is not None:
+        import matplotlib.pyplot as plt
+
+        try:
+            fig.savefig(path, dpi=110)
+        except (OSError, ValueError) as exc:  # no such directory, not writable, unknown format
+            message = " ".join(str(exc).split())
+            raise DynlabError(f"{path}: cannot write the figure ({message})") from None
+        finally:
+            plt.close(fig)
     return fig

@@ -26,6 +26,7 @@ PROBE_SUM_TOL = 1e-3         # |Σ_c p − 1| allowed per sample: float16 softma
 INTERNAL = "dynlab"          # run attrs key holding dynlab's own bookkeeping (user attrs sit beside it)
 ACTIVATION_LAYERS = "activation_layers"  # INTERNAL entry: layers ever given activations, first-write order
 PROBE_LAYERS = "probe_layers"  # INTERNAL entry: [{layer, kind, weight, bias, output}] in model order
+PROBE_INPUTS = "probe_inputs"  # INTERNAL entry: xxh3-64 hex of the probe inputs dynlab probe ran on
 
 def activations_key(layer: str) -> str:
     """The array holding the inputs of ``layer`` (a torch module name such as ``features.0``)."""

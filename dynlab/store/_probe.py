@@ -419,6 +419,19 @@ class ProbeData:
             self._internal[L.PROBE_LAYERS] = [{"layer": k, **v} for k, v in checked.items()]
             self._group.attrs[L.INTERNAL] = self._internal
 
+    @property
+    def probe_inputs(self) -> str | None:
+        """A digest of the probe inputs x that ``dynlab probe`` ran this run's checkpoints on (so a
+        later probe with other inputs is refused, not mixed in); None when unknown."""
+        return self._internal.get(L.PROBE_INPUTS)
+
+    def set_probe_inputs(self, digest: str) -> None:
+        """Record the digest of the run's probe inputs (see :attr:`probe_inputs`)."""
+        with self.writing():
+            if self._internal.get(L.PROBE_INPUTS) != str(digest):
+                self._internal[L.PROBE_INPUTS] = str(digest)
+                self._group.attrs[L.INTERNAL] = self._internal
+
 
 # ---------------------------------------------------------------------- checks (shared with MemoryRun)
 
