@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/network.py
 	$(BIN)/python benchmarks/lyapunov.py
 	$(BIN)/python benchmarks/fss.py
-	$(BIN)/python benchmarks/bhattacharyya.py
+	$(BIN)/python benchmarks/inpca.py
 
 clean:
 	rm -rf $(VENV) demo-output bench-output .pytest_cache .ruff_cache

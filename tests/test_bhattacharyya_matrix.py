@@ -102,6 +102,37 @@ def test_torch_tensors_and_mixed_inputs():
     assert np.array_equal(tp.numpy(), P)  # the tensor is not changed in place
 
 
+@pytest.mark.parametrize("c", [1, 2, 5, 7, 10, 12])
+@pytest.mark.parametrize("tile_m", [3, 6, 64])
+def test_numba_register_blocks_against_the_reference(c, tile_m):
+    """The numba kernel's 4-row × 5-class register blocks: classes padded with zeros (C not a
+    multiple of 5), tile heights not a multiple of 4 (leftover rows), several sample blocks and
+    groups; against the numpy reference (itself checked against the brute force above) to 1e-12
+    relative — the kernel may fuse multiply-adds, nothing else is relaxed."""
+    rng = np.random.default_rng(c * 100 + tile_m)
+    P, Q = random_predictions(rng, 23, 530, c), random_predictions(rng, 17, 530, c)
+    for a, b in ((P, None), (P, Q)):
+        want = bhattacharyya_matrix(a, b, backend="numpy")
+        got = bhattacharyya_matrix(a, b, backend="numba", tile_m=tile_m, tile_n=250)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_long_runs_of_tiny_coefficients(name):
+    """Disjoint supports on every one of 1,000 samples (default tiles: several sample blocks of
+    groups of 24 products of 1e-12, the numba kernel's exponent bookkeeping) give exactly
+    12 ln 10; half disjoint, half identical 6 ln 10; uniform against one-hot ½ ln C."""
+    c, n = 4, 1000
+    onehot = np.eye(c)[np.arange(n) % c]
+    other = np.eye(c)[(np.arange(n) + 1) % c]
+    half = np.where(np.arange(n)[:, None] < n // 2, other, onehot)
+    uniform = np.full((n, c), 1 / c)
+    D = bhattacharyya_matrix(np.stack([onehot, other, half, uniform]), backend=name)
+    assert D[0, 1] == pytest.approx(12 * np.log(10), rel=1e-13)
+    assert D[0, 2] == pytest.approx(6 * np.log(10), rel=1e-13)
+    assert D[0, 3] == pytest.approx(0.5 * np.log(c), rel=1e-13)
+
+
 # ---------------------------------------------------------------------------- analytic values
 
 

@@ -86,9 +86,10 @@ def bhattacharyya_matrix(P: Any, Q: Any = None, backend: str = "numba", *,
     with ``Q=None`` of ``P`` with itself: then exactly symmetric with a zero diagonal.
 
     ``backend``: "numpy" (reference), "numba" (CPU, parallel), "torch" (device of a tensor ``P``,
-    else ``device``, default CPU). ``tile_m`` × ``tile_m`` checkpoints and ``tile_n`` samples are
-    processed at a time (backend defaults if None). Inputs are validated (:func:`check_predictions`)
-    and must agree in samples and classes. d_B is not a metric (no triangle inequality).
+    else ``device``, default CPU). ``tile_m`` × ``tile_m`` checkpoints (numba: ``tile_m`` ×
+    4·``tile_m``) and ``tile_n`` samples are processed at a time (backend defaults if None).
+    Inputs are validated (:func:`check_predictions`) and must agree in samples and classes. d_B is
+    not a metric (no triangle inequality).
     """
     mod = _load(backend)
     if backend != "torch" and (_is_tensor(P) or _is_tensor(Q)):

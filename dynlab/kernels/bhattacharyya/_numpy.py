@@ -20,11 +20,14 @@ TILE_M = 128
 TILE_N = 32
 
 
-def tile_pairs(m: int, m2: int, tile_m: int, symmetric: bool) -> list[tuple[int, int, int, int]]:
-    """(i0, i1, j0, j1) of every checkpoint tile to compute: only j0 ≥ i0 when ``symmetric``."""
-    return [(i0, min(i0 + tile_m, m), j0, min(j0 + tile_m, m2))
-            for i0 in range(0, m, tile_m) for j0 in range(0, m2, tile_m)
-            if not symmetric or j0 >= i0]
+def tile_pairs(m: int, m2: int, tile_m: int, symmetric: bool,
+               tile_j: int | None = None) -> list[tuple[int, int, int, int]]:
+    """(i0, i1, j0, j1) of every checkpoint tile to compute (``tile_m`` rows × ``tile_j`` columns,
+    default square); when ``symmetric`` only the tiles reaching the upper triangle (j1 > i0)."""
+    tile_j = tile_j or tile_m
+    return [(i0, min(i0 + tile_m, m), j0, min(j0 + tile_j, m2))
+            for i0 in range(0, m, tile_m) for j0 in range(0, m2, tile_j)
+            if not symmetric or min(j0 + tile_j, m2) > i0]
 
 
 def mirror(out: np.ndarray) -> np.ndarray:
