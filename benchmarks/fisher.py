@@ -2,6 +2,7 @@
 what a user waits for.
 
     .venv/bin/python benchmarks/fisher.py [--steps 100] [--params 10.5e6] [--out bench-output]
+    .venv/bin/python benchmarks/fisher.py --kernels      # the counting of one block, in memory
 
 On a run of ``--steps`` checkpoints of a ``--params`` model in a dynlab store (generated once and
 kept under ``--out``; a transformer-like state dict, see ``benchmarks/ingest.py``), in one run and
@@ -25,6 +26,7 @@ is warmed by one untimed read first, so every case reads from memory, as a re-an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -117,19 +119,61 @@ def case_numpy(store_path: Path) -> dict:
     return {"L_pooled_every_pair": float(length[-1])}
 
 
-def case_dynlab(store_path: Path, run: str, per_layer: bool = True) -> dict:
+def case_dynlab(store_path: Path, run: str, per_layer: bool = True) -> None:
     import dynlab
 
     dynlab.run(store_path, ["fisher-velocity"], runs=[run], backend="numba", force=True,
                params={"per_layer": per_layer})
+
+
+def dynlab_result(store_path: Path, run: str) -> dict:
+    """The pooled L of the stored result, read after the clock stops (reading it back is not the
+    analysis; its first use imports dask.distributed, ≈ 0.3 s, which the clock used to include)."""
+    import dynlab
+
     ds = dynlab.results(store_path, "fisher-velocity", run)
     return {"L_pooled": float(ds["length"].sel(layer="all")[-1])}
+
+
+def kernels(repeat: int = 9) -> None:
+    """The counting of one block (32 MiB: 4 steps × 2.1M float32 values, 200 bins on the pooled and
+    200 on the layer's edges): two ``histogram_counts`` calls vs one ``histogram_counts_pair``,
+    on 1 and on all numba threads; median wall and CPU time of ``repeat`` runs."""
+    import numba
+
+    from dynlab.kernels.fisher import _numba
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(2**23, dtype=np.float32) * 0.02).reshape(4, -1)
+    pooled, layer = np.linspace(-0.15, 0.16, 201), np.linspace(float(x.min()), float(x.max()), 201)
+    ways = {"histogram_counts (pooled only)": lambda: _numba.histogram_counts(x, pooled),
+            "histogram_counts twice": lambda: (_numba.histogram_counts(x, pooled),
+                                               _numba.histogram_counts(x, layer)),
+            "histogram_counts_pair": lambda: _numba.histogram_counts_pair(x, pooled, layer)}
+    full = numba.get_num_threads()
+    print(f"counting one block of {x.size / 1e6:.1f}M float32 values, median of {repeat}")
+    print(f"{'':<32}{'threads':>8}{'wall ms':>9}{'CPU ms':>8}{'CPU ns/value':>14}")
+    for threads in sorted({1, full}):
+        numba.set_num_threads(threads)
+        for name, way in ways.items():
+            way()  # compiled and warm
+            times = []
+            for _ in range(repeat):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                way()
+                times.append((time.perf_counter() - started, time.process_time() - cpu_started))
+            wall, cpu = np.median(times, axis=0)
+            print(f"{name:<32}{threads:>8}{wall * 1e3:>9.1f}{cpu * 1e3:>8.1f}{cpu / x.size * 1e9:>14.2f}")
+    numba.set_num_threads(full)
 
 
 def child(case: str, store_path: Path) -> None:
     """Run one case in this process and print its time and peak RSS as JSON (imports and the
     numba compilation happen before the clock starts)."""
     import xarray  # noqa: F401  (a one-off ~1 s import: not what this measures)
+
+    with contextlib.suppress(ImportError):  # xarray imports dask.array (≈ 0.4 s) when it builds
+        import dask.array  # noqa: F401       # its first Dataset, if dask is installed
 
     import dynlab
     import dynlab.engine
@@ -141,6 +185,8 @@ def child(case: str, store_path: Path) -> None:
         from dynlab.kernels.fisher import backend
 
         geometry.histogram_counts(np.zeros((1, 10), np.float32), np.linspace(0, 1, 5), backend="numba")
+        backend("numba").histogram_counts_pair(np.zeros((1, 10), np.float32), np.linspace(0, 1, 5),
+                                               np.linspace(0, 2, 3))
         backend("numba").row_moments(np.zeros((1, 10), np.float32))
     started, cpu_started = time.perf_counter(), os.times()
     if case == "floor":
@@ -148,10 +194,13 @@ def child(case: str, store_path: Path) -> None:
     elif case == "numpy":
         info = case_numpy(store_path)
     else:
-        info = case_dynlab(store_path, "short" if case == "dynlab-short" else "long",
-                           per_layer=case != "dynlab-pooled")
+        run = "short" if case == "dynlab-short" else "long"
+        case_dynlab(store_path, run, per_layer=case != "dynlab-pooled")
     seconds, cpu = time.perf_counter() - started, os.times()
     cpu_seconds = (cpu.user - cpu_started.user) + (cpu.system - cpu_started.system)
+    if case.startswith("dynlab"):
+        read_started = time.perf_counter()
+        info = {**dynlab_result(store_path, run), "result_read_s": time.perf_counter() - read_started}
     print(json.dumps({"case": case, "seconds": seconds, "cpu_seconds": cpu_seconds,
                       "rss_mib": peak_rss_mib(), **info}))
 
@@ -171,7 +220,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=float, default=10.5e6)
     parser.add_argument("--out", type=Path, default=REPO / "bench-output")
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--kernels", action="store_true",
+                        help="only time the counting kernels on one block in memory (no store)")
     args = parser.parse_args(argv)
+    if args.kernels:
+        kernels()
+        return
     store_path = args.out / "fisher.zarr"
     if args.case:
         child(args.case, store_path)

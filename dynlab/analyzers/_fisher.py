@@ -14,7 +14,8 @@ few blocks (:mod:`._blocks` says how many), never by the run:
    combination of the layers' (exact: pooled variance = Σ n_l (var_l + (μ_l − μ)²) / N).
 2. :func:`count` — histogram counts per step on **fixed** edges (the same for every step), per
    layer on the layer's edges and pooled on the pooled edges, with the backend's
-   ``histogram_counts`` kernel (``dynlab.kernels.fisher``, the one behind
+   ``histogram_counts_pair`` kernel (both sets of edges in one pass over a block; pooled only:
+   ``histogram_counts``; ``dynlab.kernels.fisher``, the one behind
    :func:`dynlab.geometry.histogram_counts`; analyzers sit beside ``dynlab.geometry`` in the layers,
    so they call the kernels directly). Counts of blocks add up.
 
@@ -245,13 +246,18 @@ def count(view: Any, names: list[str], edges: dict[str, np.ndarray], backend: st
     kernel = _k.backend(backend)
     n_steps = len(np.asarray(view.steps))
     out = {POOLED: np.zeros((n_steps, len(edges[POOLED]) - 1), dtype=np.int64)}
-    for name in names:
-        if per_layer:
-            out[name] = np.zeros((n_steps, len(edges[name]) - 1), dtype=np.int64)
-        for block in blocks(view, name):
-            out[POOLED][block.rows] += kernel.histogram_counts(block.values, edges[POOLED])
+    with kernel.leave_a_core():  # for the thread reading the next block
+        for name in names:
             if per_layer:
-                out[name][block.rows] += kernel.histogram_counts(block.values, edges[name])
+                out[name] = np.zeros((n_steps, len(edges[name]) - 1), dtype=np.int64)
+            for block in blocks(view, name):
+                if per_layer:  # both in one pass over the block
+                    pooled, layer = kernel.histogram_counts_pair(block.values, edges[POOLED],
+                                                                 edges[name])
+                    out[name][block.rows] += layer
+                else:
+                    pooled = kernel.histogram_counts(block.values, edges[POOLED])
+                out[POOLED][block.rows] += pooled
     return out
 
 

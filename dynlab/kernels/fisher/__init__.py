@@ -2,10 +2,11 @@
 geodesic distances between them, information rate and length, and the Gaussian estimator.
 
 ``_numpy`` is the reference (the definitions); ``_numba`` (CPU, parallel) and ``_torch`` (any
-device) implement the heavy kernels — ``histogram_counts``, ``histogram_accumulate``, ``row_moments``
-and ``distance_matrix`` — with the same results. Backends are imported on demand by :func:`backend`, so
-importing this package loads neither numba nor torch. Nothing of dynlab is imported but
-``dynlab.errors`` (for a missing optional dependency).
+device) implement the heavy kernels — ``histogram_counts``, ``histogram_counts_pair`` (two sets of
+edges, one pass over the values), ``histogram_accumulate``, ``row_moments`` and ``distance_matrix``
+— with the same results. Backends are imported on demand by :func:`backend`, so importing this
+package loads neither numba nor torch. Nothing of dynlab is imported but ``dynlab.errors`` (for a
+missing optional dependency).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dynlab.kernels.fisher._numpy import (
     gaussian_rate,
     histogram_accumulate,
     histogram_counts,
+    histogram_counts_pair,
     information_length,
     information_rate,
     probabilities,
@@ -34,6 +36,7 @@ from dynlab.kernels.fisher._numpy import (
 __all__ = ["BACKENDS", "adaptive_anchors", "adaptive_length", "backend", "bhattacharyya", "combine_moments",
            "distance_from_initial", "distance_matrix",
            "fisher_rao", "gaussian_length", "gaussian_rate", "histogram_accumulate", "histogram_counts",
+           "histogram_counts_pair",
            "information_length", "information_rate", "probabilities", "row_moments"]
 
 BACKENDS = ("numpy", "numba", "torch")

@@ -5,19 +5,46 @@ order. Work is split into items of at most ``_CHUNK`` values of one snapshot, ea
 own private row (no shared writes, no atomics), then the items of a snapshot are summed; so one
 huge snapshot and many small ones both use every thread, and the result does not depend on the
 number of threads.
+
+Histograms bin an item ``_BATCH`` values at a time in two loops: first guesses for the whole batch
+(branch-free, vectorised), then the increments. A single loop that computes a bin and increments
+it at once is 2–2.5 × slower here: the CPU cannot start the next value's load-add-store before the
+previous increment's address is known, since two increments may hit the same count.
+``histogram_counts_pair`` bins one batch on two sets of edges (the per-layer and the pooled
+histogram of ``fisher-velocity``) while it is in cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numba
 import numpy as np
 
-__all__ = ["distance_matrix", "histogram_accumulate", "histogram_counts", "is_uniform", "row_moments"]
+__all__ = ["distance_matrix", "histogram_accumulate", "histogram_counts", "histogram_counts_pair",
+           "is_uniform", "leave_a_core", "row_moments"]
 
 _CHUNK = 1 << 17
+_BATCH = 1024  # values binned at a time within an item (two int64 buffers in L1)
 _SQRT2 = np.sqrt(2.0)
+
+
+@contextlib.contextmanager
+def leave_a_core() -> Iterator[None]:
+    """Within the context, the kernels called from this thread run on one thread fewer than numba's
+    pool (at least one): the core left over is the block reader's (``dynlab.analyzers._blocks``
+    reads the next block while these count the current one). numba's thread count is per calling
+    thread, so other threads are unaffected. Why: a kernel splits its items evenly between its
+    threads, and when the reader takes one thread's core the others wait at the end of the call.
+    On 2 cores, counting a 4.6 GB run took 4.59 s on one thread against 4.98 s on two
+    (docs/benchmarks.md, "fisher-velocity end to end")."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, before - 1))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def is_uniform(edges: np.ndarray) -> bool:
@@ -45,55 +72,137 @@ def guard_band(edges: np.ndarray) -> float:
     return band if np.isfinite(band) and band < 0.25 else 0.5  # 0.5: never take the shortcut
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _guesses(values, lo, scale, top, band, idx):  # pragma: no cover (jit)
+    """idx[i] = ⌊f⌋, f = (x_i − e_0)·scale, for a value certainly in that bin — 0 < f < B−1 and
+    f farther than ``band`` from an integer (:func:`guard_band`) — else −1 (NaN, ±inf, outside,
+    near an edge: :func:`_exact` decides). Branch-free, so LLVM vectorises it."""
+    high = 1.0 - band
+    for i in range(values.shape[0]):
+        f = (np.float64(values[i]) - lo) * scale
+        inside = (f > 0.0) & (f < top)  # False for NaN and ±inf too
+        f = f if inside else 0.0  # int() of NaN or ±inf is undefined
+        j = np.int64(f)
+        r = f - j
+        idx[i] = j if inside & (r > band) & (r < high) else -1
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _exact(x, edges, uniform, lo, scale):  # pragma: no cover (jit)
+    """numpy's bin of ``x`` on ``edges``, values outside clipped into the end bins; −1 for NaN.
+    Uniform edges: the guess ⌊f⌋ corrected against the edges; others: binary search."""
+    nbins = edges.shape[0] - 1
+    last = nbins - 1
+    if np.isnan(x):
+        return np.int64(-1)
+    if uniform:
+        f = (x - lo) * scale  # clipped in floating point first: int() of ±inf is undefined
+        if f < 0.0:
+            f = 0.0
+        elif f > last:
+            f = last
+        k = int(f)
+        while k > 0 and x < edges[k]:
+            k -= 1
+        while k < last and x >= edges[k + 1]:
+            k += 1
+        return np.int64(k)
+    a = 0  # largest k ≤ B−1 with edges[k] ≤ x, or 0
+    b = nbins
+    while b - a > 1:
+        m = (a + b) >> 1
+        if x >= edges[m]:
+            a = m
+        else:
+            b = m
+    return np.int64(a)
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _count(flat, item_start, item_stop, row_items, edges, uniform, band, out):  # pragma: no cover
+    """Counts of each row on ``edges`` into ``out`` (rows laid end to end in ``flat``, split into
+    items; see the module docstring). Each batch of an item is binned in two loops: the
+    vectorised first guesses (:func:`_guesses`), then the increments, with :func:`_exact` for
+    the values a guess left open. (One loop doing both waits on the increments: the next load of
+    a count cannot start before the previous increment's address is known.)"""
     nbins = edges.shape[0] - 1
     n_items = item_start.shape[0]
     partial = np.zeros((n_items, nbins), dtype=np.int64)
     lo = edges[0]
     scale = nbins / (edges[nbins] - lo)
-    last = nbins - 1
-    top = np.float64(last)
+    top = np.float64(nbins - 1)
     for it in numba.prange(n_items):
         counts = partial[it]
-        for i in range(item_start[it], item_stop[it]):
-            x = np.float64(flat[i])
+        idx = np.empty(_BATCH, dtype=np.int64)
+        for a in range(item_start[it], item_stop[it], _BATCH):
+            batch = flat[a:min(a + _BATCH, item_stop[it])]
+            m = batch.shape[0]
             if uniform:
-                f = (x - lo) * scale
-                if f > 0.0 and f < top:  # False for NaN and ±inf too
-                    j = np.uint64(f)  # unsigned: no negative-index wraparound in the hot path
-                    r = f - j
-                    if r > band and r < 1.0 - band:  # far from both edges: bin ⌊f⌋ for sure
-                        counts[j] += 1
+                _guesses(batch, lo, scale, top, band, idx)
+            else:
+                idx[:m] = -1
+            for i in range(m):
+                k = idx[i]
+                if k < 0:
+                    k = _exact(np.float64(batch[i]), edges, uniform, lo, scale)
+                    if k < 0:  # NaN
                         continue
-            if np.isnan(x):
-                continue
-            if uniform:
-                f = (x - lo) * scale  # clipped in floating point first: int() of ±inf is undefined
-                if f < 0.0:
-                    f = 0.0
-                elif f > last:
-                    f = last
-                k = int(f)
-                while k > 0 and x < edges[k]:
-                    k -= 1
-                while k < last and x >= edges[k + 1]:
-                    k += 1
-            else:  # largest k ≤ B−1 with edges[k] ≤ x, or 0
-                a = 0
-                b = nbins
-                while b - a > 1:
-                    m = (a + b) >> 1
-                    if x >= edges[m]:
-                        a = m
-                    else:
-                        b = m
-                k = a
-            counts[k] += 1
+                counts[np.uint64(k)] += 1  # unsigned: no negative-index wraparound
     for t in numba.prange(out.shape[0]):
         for it in range(row_items[t], row_items[t + 1]):
             for b in range(nbins):
                 out[t, b] += partial[it, b]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _count_pair(flat, item_start, item_stop, row_items, edges_a, uniform_a, band_a, out_a,
+                edges_b, uniform_b, band_b, out_b):  # pragma: no cover (jit)
+    """:func:`_count` on two sets of edges at once: each batch is read from memory once, binned
+    on both (the values are in cache for the second), and both counts are incremented in one loop."""
+    nbins_a = edges_a.shape[0] - 1
+    nbins_b = edges_b.shape[0] - 1
+    n_items = item_start.shape[0]
+    partial_a = np.zeros((n_items, nbins_a), dtype=np.int64)
+    partial_b = np.zeros((n_items, nbins_b), dtype=np.int64)
+    lo_a = edges_a[0]
+    scale_a = nbins_a / (edges_a[nbins_a] - lo_a)
+    top_a = np.float64(nbins_a - 1)
+    lo_b = edges_b[0]
+    scale_b = nbins_b / (edges_b[nbins_b] - lo_b)
+    top_b = np.float64(nbins_b - 1)
+    for it in numba.prange(n_items):
+        counts_a = partial_a[it]
+        counts_b = partial_b[it]
+        idx_a = np.empty(_BATCH, dtype=np.int64)
+        idx_b = np.empty(_BATCH, dtype=np.int64)
+        for a in range(item_start[it], item_stop[it], _BATCH):
+            batch = flat[a:min(a + _BATCH, item_stop[it])]
+            m = batch.shape[0]
+            if uniform_a:
+                _guesses(batch, lo_a, scale_a, top_a, band_a, idx_a)
+            else:
+                idx_a[:m] = -1
+            if uniform_b:
+                _guesses(batch, lo_b, scale_b, top_b, band_b, idx_b)
+            else:
+                idx_b[:m] = -1
+            for i in range(m):
+                k = idx_a[i]
+                if k < 0:
+                    k = _exact(np.float64(batch[i]), edges_a, uniform_a, lo_a, scale_a)
+                    if k < 0:  # NaN: in neither
+                        continue
+                counts_a[np.uint64(k)] += 1
+                k = idx_b[i]
+                if k < 0:
+                    k = _exact(np.float64(batch[i]), edges_b, uniform_b, lo_b, scale_b)
+                counts_b[np.uint64(k)] += 1
+    for t in numba.prange(out_a.shape[0]):
+        for it in range(row_items[t], row_items[t + 1]):
+            for b in range(nbins_a):
+                out_a[t, b] += partial_a[it, b]
+            for b in range(nbins_b):
+                out_b[t, b] += partial_b[it, b]
 
 
 def _items(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,6 +241,32 @@ def histogram_counts(samples: np.ndarray | Sequence[np.ndarray], edges: np.ndarr
         for t, row in enumerate(samples):
             histogram_accumulate(out[t], row, edges)
     return out
+
+
+def _count_rows_pair(flat: np.ndarray, lengths: np.ndarray, edges_a: np.ndarray, out_a: np.ndarray,
+                     edges_b: np.ndarray, out_b: np.ndarray) -> None:
+    start, stop, row_items = _items(np.asarray(lengths, dtype=np.int64))
+    uniform_a, uniform_b = is_uniform(edges_a), is_uniform(edges_b)
+    _count_pair(flat, start, stop, row_items,
+                edges_a, uniform_a, guard_band(edges_a) if uniform_a else 0.5, out_a,
+                edges_b, uniform_b, guard_band(edges_b) if uniform_b else 0.5, out_b)
+
+
+def histogram_counts_pair(samples: np.ndarray | Sequence[np.ndarray], edges_a: np.ndarray,
+                          edges_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Counts on two sets of edges, as :func:`dynlab.kernels.fisher._numpy.histogram_counts_pair`,
+    in one pass over ``samples``: each value is read from memory once and binned on both."""
+    out_a = np.zeros((len(samples), len(edges_a) - 1), dtype=np.int64)
+    out_b = np.zeros((len(samples), len(edges_b) - 1), dtype=np.int64)
+    if isinstance(samples, np.ndarray) and samples.ndim == 2:
+        _count_rows_pair(_flat(samples), np.full(len(samples), samples.shape[1]), edges_a, out_a,
+                         edges_b, out_b)
+    else:
+        for t, row in enumerate(samples):
+            flat = _flat(row)
+            _count_rows_pair(flat, np.array([flat.size]), edges_a, out_a[t:t + 1], edges_b,
+                             out_b[t:t + 1])
+    return out_a, out_b
 
 
 def histogram_accumulate(counts: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:

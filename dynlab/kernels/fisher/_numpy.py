@@ -9,18 +9,26 @@ increasing; pdfs non-negative and normalised along the last axis.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = ["bhattacharyya", "combine_moments", "distance_from_initial", "distance_matrix", "fisher_rao",
            "gaussian_length", "gaussian_rate", "histogram_accumulate", "histogram_counts",
-           "information_length", "information_rate", "probabilities", "row_moments"]
+           "histogram_counts_pair", "information_length", "information_rate", "leave_a_core",
+           "probabilities", "row_moments"]
 
 _SQRT2 = np.sqrt(2.0)
 
 
 # ---------------------------------------------------------------------------- histograms
+
+
+def leave_a_core() -> contextlib.AbstractContextManager[None]:
+    """The numba backend's thread limit beside a block reader (``_numba.leave_a_core``); nothing
+    to do here: these kernels run on the calling thread alone."""
+    return contextlib.nullcontext()
 
 
 def histogram_counts(samples: np.ndarray | Sequence[np.ndarray], edges: np.ndarray) -> np.ndarray:
@@ -33,6 +41,13 @@ def histogram_counts(samples: np.ndarray | Sequence[np.ndarray], edges: np.ndarr
     for t, row in enumerate(samples):
         histogram_accumulate(out[t], row, edges)
     return out
+
+
+def histogram_counts_pair(samples: np.ndarray | Sequence[np.ndarray], edges_a: np.ndarray,
+                          edges_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of the same ``samples`` on two sets of edges: ``(histogram_counts(samples, edges_a),
+    histogram_counts(samples, edges_b))`` — by definition; the numba backend makes one pass."""
+    return histogram_counts(samples, edges_a), histogram_counts(samples, edges_b)
 
 
 def histogram_accumulate(counts: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:

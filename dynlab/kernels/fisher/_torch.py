@@ -8,6 +8,7 @@ on the device stays bounded by the chunk, the counts and the edges. Results come
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,8 @@ import numpy as np
 
 from dynlab.errors import require
 
-__all__ = ["distance_matrix", "histogram_accumulate", "histogram_counts", "row_moments"]
+__all__ = ["distance_matrix", "histogram_accumulate", "histogram_counts", "histogram_counts_pair",
+           "leave_a_core", "row_moments"]
 
 _CHUNK = 1 << 22
 _ROWS = 256  # rows of the distance matrix computed at once
@@ -23,6 +25,13 @@ _ROWS = 256  # rows of the distance matrix computed at once
 
 def _torch():
     return require("torch", "torch")
+
+
+def leave_a_core() -> contextlib.AbstractContextManager[None]:
+    """The numba backend's thread limit beside a block reader (``_numba.leave_a_core``); nothing
+    here: torch's thread count is the whole process's, not the calling thread's, so it is left
+    alone (and on a GPU the device does the counting)."""
+    return contextlib.nullcontext()
 
 
 def _device(data: Any, device: Any) -> Any:
@@ -82,6 +91,14 @@ def histogram_counts(samples: Any, edges: np.ndarray, device: Any = None, chunk:
     for t in range(len(samples)):
         _accumulate(out[t], samples[t], e, chunk)
     return out.cpu().numpy()
+
+
+def histogram_counts_pair(samples: Any, edges_a: np.ndarray, edges_b: np.ndarray, device: Any = None,
+                          chunk: int = _CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Counts on two sets of edges, as :func:`dynlab.kernels.fisher._numpy.histogram_counts_pair`
+    (two calls of :func:`histogram_counts`: the interface of the numba backend's single pass)."""
+    return (histogram_counts(samples, edges_a, device, chunk),
+            histogram_counts(samples, edges_b, device, chunk))
 
 
 def histogram_accumulate(counts: Any, values: Any, edges: np.ndarray, device: Any = None,
