@@ -7,36 +7,26 @@ from pathlib import Path
 import click
 
 from dynlab.cli._options import parse_attrs, store_option
+from dynlab.cli._progress import RichBar
 
 FORMAT_CHOICES = ["auto", "torch", "safetensors", "numpy", "hdf5", "onnx"]
 
 
-class _RichProgress:
+class _RichProgress(RichBar):
     """Files done and MB/s, drawn with rich on a terminal (silent elsewhere)."""
 
     def __init__(self, console):
         from rich.progress import (
             BarColumn,
             DownloadColumn,
-            Progress,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                             TextColumn("{task.fields[done]}/{task.fields[units]} files"),
-                             DownloadColumn(), TransferSpeedColumn(),
-                             TimeRemainingColumn(), console=console, transient=True,
-                             disable=not console.is_terminal)
-        self._task = None
-
-    def __enter__(self):
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._bar.__exit__(*exc)
+        super().__init__(console, TextColumn("{task.description}"), BarColumn(),
+                         TextColumn("{task.fields[done]}/{task.fields[units]} files"),
+                         DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
     def start_run(self, run: str, units: int, nbytes: int) -> None:
         self._task = self._bar.add_task(f"ingest {run}", total=nbytes, done=0, units=units)

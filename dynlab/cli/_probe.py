@@ -7,32 +7,24 @@ from pathlib import Path
 import click
 
 from dynlab.cli._options import store_option
+from dynlab.cli._progress import RichBar
 
 
-class _RichProgress:
+class _RichProgress(RichBar):
     """Steps done per run, drawn with rich on a terminal (silent elsewhere)."""
 
     def __init__(self, console):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("steps"), TimeElapsedColumn(), TimeRemainingColumn(),
-                             console=console, transient=True, disable=not console.is_terminal)
-        self._task = None
-
-    def __enter__(self):
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._bar.__exit__(*exc)
+        super().__init__(console, TextColumn("{task.description}"), BarColumn(),
+                         MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn(),
+                         TimeRemainingColumn())
 
     def start_run(self, run: str, steps: int) -> None:
         self._task = self._bar.add_task(f"probe {run}", total=steps)
