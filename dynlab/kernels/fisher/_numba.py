@@ -73,10 +73,22 @@ def guard_band(edges: np.ndarray) -> float:
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _guesses(values, lo, scale, top, band, idx):  # pragma: no cover (jit)
+def _grid(edges):  # pragma: no cover (jit)
+    """(e_0, B/(e_B − e_0), B − 1): the uniform grid of ``edges`` the guesses use."""
+    nbins = edges.shape[0] - 1
+    lo = edges[0]
+    return lo, nbins / (edges[nbins] - lo), np.float64(nbins - 1)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _guesses(values, uniform, lo, scale, top, band, idx):  # pragma: no cover (jit)
     """idx[i] = ⌊f⌋, f = (x_i − e_0)·scale, for a value certainly in that bin — 0 < f < B−1 and
     f farther than ``band`` from an integer (:func:`guard_band`) — else −1 (NaN, ±inf, outside,
-    near an edge: :func:`_exact` decides). Branch-free, so LLVM vectorises it."""
+    near an edge, or edges that are not uniform: :func:`_exact` decides). Branch-free, so LLVM
+    vectorises it."""
+    if not uniform:
+        idx[:values.shape[0]] = -1
+        return
     high = 1.0 - band
     for i in range(values.shape[0]):
         f = (np.float64(values[i]) - lo) * scale
@@ -128,20 +140,14 @@ def _count(flat, item_start, item_stop, row_items, edges, uniform, band, out):  
     nbins = edges.shape[0] - 1
     n_items = item_start.shape[0]
     partial = np.zeros((n_items, nbins), dtype=np.int64)
-    lo = edges[0]
-    scale = nbins / (edges[nbins] - lo)
-    top = np.float64(nbins - 1)
+    lo, scale, top = _grid(edges)
     for it in numba.prange(n_items):
         counts = partial[it]
         idx = np.empty(_BATCH, dtype=np.int64)
         for a in range(item_start[it], item_stop[it], _BATCH):
             batch = flat[a:min(a + _BATCH, item_stop[it])]
-            m = batch.shape[0]
-            if uniform:
-                _guesses(batch, lo, scale, top, band, idx)
-            else:
-                idx[:m] = -1
-            for i in range(m):
+            _guesses(batch, uniform, lo, scale, top, band, idx)
+            for i in range(batch.shape[0]):
                 k = idx[i]
                 if k < 0:
                     k = _exact(np.float64(batch[i]), edges, uniform, lo, scale)
@@ -164,12 +170,8 @@ def _count_pair(flat, item_start, item_stop, row_items, edges_a, uniform_a, band
     n_items = item_start.shape[0]
     partial_a = np.zeros((n_items, nbins_a), dtype=np.int64)
     partial_b = np.zeros((n_items, nbins_b), dtype=np.int64)
-    lo_a = edges_a[0]
-    scale_a = nbins_a / (edges_a[nbins_a] - lo_a)
-    top_a = np.float64(nbins_a - 1)
-    lo_b = edges_b[0]
-    scale_b = nbins_b / (edges_b[nbins_b] - lo_b)
-    top_b = np.float64(nbins_b - 1)
+    lo_a, scale_a, top_a = _grid(edges_a)
+    lo_b, scale_b, top_b = _grid(edges_b)
     for it in numba.prange(n_items):
         counts_a = partial_a[it]
         counts_b = partial_b[it]
@@ -177,16 +179,9 @@ def _count_pair(flat, item_start, item_stop, row_items, edges_a, uniform_a, band
         idx_b = np.empty(_BATCH, dtype=np.int64)
         for a in range(item_start[it], item_stop[it], _BATCH):
             batch = flat[a:min(a + _BATCH, item_stop[it])]
-            m = batch.shape[0]
-            if uniform_a:
-                _guesses(batch, lo_a, scale_a, top_a, band_a, idx_a)
-            else:
-                idx_a[:m] = -1
-            if uniform_b:
-                _guesses(batch, lo_b, scale_b, top_b, band_b, idx_b)
-            else:
-                idx_b[:m] = -1
-            for i in range(m):
+            _guesses(batch, uniform_a, lo_a, scale_a, top_a, band_a, idx_a)
+            _guesses(batch, uniform_b, lo_b, scale_b, top_b, band_b, idx_b)
+            for i in range(batch.shape[0]):
                 k = idx_a[i]
                 if k < 0:
                     k = _exact(np.float64(batch[i]), edges_a, uniform_a, lo_a, scale_a)
