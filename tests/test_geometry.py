@@ -317,3 +317,29 @@ def test_import_geometry_is_lazy():
     probe = "import dynlab.geometry, sys, json; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert not {"numba", "torch"} & set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_auto_backend_checks_for_a_gpu_without_importing_torch_when_linux_shows_none(monkeypatch):
+    """``cuda_available`` answers no from the device files alone (no torch import: ≈ 1 s and
+    200 MB per ``dynlab run``) on Linux without /dev/nvidia* or /dev/kfd, and asks torch when
+    the device files are there."""
+    import subprocess
+    import sys
+
+    from dynlab import geometry
+
+    code = ("import sys; import dynlab.geometry as g; g._gpu_device_files = lambda: False; "
+            "print(g.cuda_available(), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = "False False" if sys.platform.startswith("linux") else None
+    if expected:
+        assert out.stdout.split() == expected.split()
+    pytest.importorskip("torch")
+    import torch
+
+    monkeypatch.setattr(geometry, "_gpu_device_files", lambda: True)
+    geometry.cuda_available.cache_clear()
+    try:
+        assert geometry.cuda_available() is bool(torch.cuda.is_available())
+    finally:
+        geometry.cuda_available.cache_clear()

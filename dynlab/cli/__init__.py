@@ -17,7 +17,6 @@ from dynlab._version import __version__
 from dynlab.cli._analyze import analyzers_command, results_command, run_command
 from dynlab.cli._demo import demo_command
 from dynlab.cli._ingest import ingest_command
-from dynlab.cli._memory import fix_mmap_threshold
 from dynlab.cli._plot import plot_command
 from dynlab.cli._probe import probe_command
 from dynlab.cli._runs import info_command, runs_command
@@ -48,7 +47,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.version_option(__version__, prog_name="dynlab")
 def main() -> None:
     """dynlab: analyse neural-network training as a dynamical system, over stored checkpoints."""
-    fix_mmap_threshold()
 
 
 main.add_command(ingest_command)

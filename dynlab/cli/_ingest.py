@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dynlab.cli._memory import fix_mmap_threshold
 from dynlab.cli._options import parse_attrs, store_option
 from dynlab.cli._progress import RichBar
 
@@ -59,6 +60,7 @@ def ingest_command(sources, store, run, fmt, attrs, replace, step):
 
     from dynlab import api
 
+    fix_mmap_threshold()
     console = Console(stderr=True)
     with _RichProgress(console) as progress:
         report = api.ingest(list(sources), store, run=run, format=fmt, attrs=parse_attrs(attrs),
