@@ -351,7 +351,7 @@ def test_kde_densities_equal_a_direct_kernel_sum():
     view = MemoryRun("k", np.arange(2), {"w": x})
     sc = fs.scan(view, ["w"], {}, 0.0)
     grid = fs.kde_grids(sc, 1.0)["w"]
-    counts = fs.count(view, ["w"], {"all": grid.edges, "w": grid.edges}, "numpy", True)["w"]
+    counts = dict(fs.count(view, ["w"], {"all": grid.edges, "w": grid.edges}, "numpy", True))["w"]
     got = fs.kde_pdfs(counts, grid)
     centres = 0.5 * (grid.edges[1:] + grid.edges[:-1])
     direct = np.exp(-0.5 * ((centres[None, :, None] - x[:, None, :]) / grid.h) ** 2).sum(axis=2)

@@ -166,13 +166,44 @@ def test_count_per_layer_and_pooled_equal_np_histogram(backend, monkeypatch):
              "b": np.linspace(2.7, 3.3, 9), "c": np.linspace(-1.0, 1.0, 3)}
     rows = {n: v.reshape(6, -1) for n, v in tensors.items()}
     pooled = sum(_np_counts(r, edges[fs.POOLED]) for r in rows.values())
-    both = fs.count(view, list(tensors), edges, backend, per_layer=True)
-    only = fs.count(view, list(tensors), edges, backend, per_layer=False)
+    both = dict(fs.count(view, list(tensors), edges, backend, per_layer=True))
+    only = dict(fs.count(view, list(tensors), edges, backend, per_layer=False))
     np.testing.assert_array_equal(both[fs.POOLED], pooled)
     np.testing.assert_array_equal(only[fs.POOLED], pooled)
     assert set(only) == {fs.POOLED}
     for name, r in rows.items():
         np.testing.assert_array_equal(both[name], _np_counts(r, edges[name]))
+
+
+def test_count_hands_out_each_layer_before_reading_the_next():
+    """Pass 2 streams: a layer's counts come out before the next tensor is read (so a caller that
+    reduces each curve holds one layer's counts, not the run's), the pooled counts last; and the
+    caller's own code runs with every numba thread (outside ``leave_a_core``)."""
+    import numba
+
+    from dynlab.analyzers import _fisher as fs
+
+    rng = np.random.default_rng(5)
+    tensors = {n: rng.standard_normal((4, 50)) for n in ("a", "b", "c")}
+    view = MemoryRun("s", np.arange(4), tensors)
+    reads: list[str] = []
+    real_read = view.read
+
+    def read(name, *args, **kwargs):
+        reads.append(name)
+        return real_read(name, *args, **kwargs)
+
+    view.read = read
+    edges = {n: np.linspace(-4.0, 4.0, 9) for n in (fs.POOLED, *tensors)}
+    threads = numba.get_num_threads()
+    order = []
+    for curve, counts in fs.count(view, list(tensors), edges, "numba", per_layer=True):
+        order.append(curve)
+        assert numba.get_num_threads() == threads
+        if curve != fs.POOLED:
+            assert reads[-1] == curve  # nothing of the next tensor read yet
+            np.testing.assert_array_equal(counts, _np_counts(tensors[curve], edges[curve]))
+    assert order == ["a", "b", "c", fs.POOLED]
 
 
 def test_leave_a_core_limits_this_thread_only_and_restores():
@@ -198,3 +229,47 @@ def test_leave_a_core_limits_this_thread_only_and_restores():
     for backend in ("numpy", "torch"):
         with k.backend(backend).leave_a_core():
             assert numba.get_num_threads() == full
+
+
+def _float32_near_edges(rng, edges, n):
+    """float32 values on every float32 rounding of an edge and a few ulps either side, and
+    values uniform over the range, shuffled."""
+    e32 = edges.astype(np.float32)
+    steps = np.arange(-3, 4, dtype=np.float32)
+    near = (e32[:, None] + steps[None, :] * np.spacing(np.abs(e32))[:, None]).ravel()
+    spread = rng.uniform(edges[0], edges[-1], n).astype(np.float32)
+    x = np.concatenate([near, spread])
+    rng.shuffle(x)
+    return x
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), offset=st.sampled_from([0.0, 0.5, 1.0, -3.0, 40.0, 1e4]),
+       width=st.sampled_from([1e-3, 1e-2, 1.0, 7.3]), nbins=st.integers(1, 400))
+def test_float32_guesses_count_exactly_on_ranges_far_from_zero(seed, offset, width, nbins):
+    """float32 values take the float32 guesses (``guard_band32``) when the band allows it; counts
+    equal np.histogram's on float64, also for values on and a few ulps beside every edge of a
+    range far from 0 for its width (where float32's f = (x − e_0)·s is off by up to ≈ |e_0|·s·2⁻²⁴
+    bins), single and pair."""
+    rng = np.random.default_rng(seed)
+    lo = offset - width * rng.uniform(0, 1)
+    edges = np.linspace(lo, lo + width, nbins + 1)
+    other = np.linspace(lo - width * 0.3, lo + width * 1.2, 37)
+    x = _float32_near_edges(rng, edges, 3000).reshape(1, -1)
+    np.testing.assert_array_equal(_numba.histogram_counts(x, edges), _np_counts(x, edges))
+    a, b = _numba.histogram_counts_pair(x, edges, other)
+    np.testing.assert_array_equal(a, _np_counts(x, edges))
+    np.testing.assert_array_equal(b, _np_counts(x, other))
+
+
+def test_guard_band32_widens_with_the_offset_and_gives_up_where_float32_cannot_tell():
+    """The float32 band is the float64 band plus 2⁻²² (|e_0|·s + B + 1); 0.5 (no float32
+    guesses) when that reaches a quarter of a bin, or e_0 or the scale overflow float32."""
+    edges = np.linspace(-0.1, 0.1, 201)
+    band = _numba.guard_band(edges)
+    assert _numba.guard_band32(edges, band) == pytest.approx(
+        band + 2.0 ** -22 * (0.1 * 1000 + 201), rel=1e-9)
+    assert 0 < _numba.guard_band32(np.linspace(1.0, 1.001, 201), band) < 0.25  # |e_0|·s = 2e5
+    assert _numba.guard_band32(np.linspace(1000.0, 1000.001, 201), band) == 0.5  # |e_0|·s = 2e8
+    assert _numba.guard_band32(np.linspace(0.0, 1.0, 2**22), band) == 0.5  # too many bins
+    assert _numba.guard_band32(np.linspace(1e39, 2e39, 11), band) == 0.5  # not a float32

@@ -28,6 +28,7 @@ Values outside the edges fall into the end bins (``histogram_counts`` clips them
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,24 +242,28 @@ def kde_pdfs(counts: np.ndarray, grid: KdeGrid) -> np.ndarray:
 
 
 def count(view: Any, names: list[str], edges: dict[str, np.ndarray], backend: str,
-          per_layer: bool) -> dict[str, np.ndarray]:
-    """Pass 2: counts (T, B) int64 per curve; the pooled ones summed over the tensors."""
+          per_layer: bool) -> Iterator[tuple[str, np.ndarray]]:
+    """Pass 2: counts (T, B) int64 per curve, as ``(curve, counts)`` pairs: each layer's as soon
+    as its tensor is counted (with ``per_layer``), the pooled ones (summed over the tensors) last.
+    A caller that reduces each curve before asking for the next holds one layer's counts and the
+    pooled ones, not every layer's: (T, B) int64 per curve is the one part of the memory that
+    grows with the run (200 bins × 10,000 checkpoints is 16 MB a curve)."""
     kernel = _k.backend(backend)
     n_steps = len(np.asarray(view.steps))
-    out = {POOLED: np.zeros((n_steps, len(edges[POOLED]) - 1), dtype=np.int64)}
-    with kernel.leave_a_core():  # for the thread reading the next block
-        for name in names:
-            if per_layer:
-                out[name] = np.zeros((n_steps, len(edges[name]) - 1), dtype=np.int64)
+    pooled = np.zeros((n_steps, len(edges[POOLED]) - 1), dtype=np.int64)
+    for name in names:
+        layer = np.zeros((n_steps, len(edges[name]) - 1), dtype=np.int64) if per_layer else None
+        with kernel.leave_a_core():  # for the thread reading the next block
             for block in blocks(view, name):
-                if per_layer:  # both in one pass over the block
-                    pooled, layer = kernel.histogram_counts_pair(block.values, edges[POOLED],
-                                                                 edges[name])
-                    out[name][block.rows] += layer
+                if layer is not None:  # both in one pass over the block
+                    p, q = kernel.histogram_counts_pair(block.values, edges[POOLED], edges[name])
+                    layer[block.rows] += q
                 else:
-                    pooled = kernel.histogram_counts(block.values, edges[POOLED])
-                out[POOLED][block.rows] += pooled
-    return out
+                    p = kernel.histogram_counts(block.values, edges[POOLED])
+                pooled[block.rows] += p
+        if layer is not None:
+            yield name, layer  # outside leave_a_core: the caller's kernels get every thread
+    yield POOLED, pooled
 
 
 def gaussian_distance(mu0: Any, sd0: Any, mu1: Any, sd1: Any) -> np.ndarray:

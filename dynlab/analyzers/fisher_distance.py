@@ -68,16 +68,15 @@ class FisherDistance(fs.DistributionParams):
         out = np.full((len(curves), len(steps), len(steps)), np.nan)
         if self.estimator == "histogram":
             edges = fs.edges_for(sc, self.bins, self.max_bins)
-            counts = fs.count(view, names, edges, backend, self.per_layer)
-            for i, c in enumerate(curves):
-                out[i] = g.backend(backend).distance_matrix(g.probabilities(counts[c]))
+            for c, counts in fs.count(view, names, edges, backend, self.per_layer):
+                out[curves.index(c)] = g.backend(backend).distance_matrix(g.probabilities(counts))
             attrs["bins"] = {c: len(edges[c]) - 1 for c in curves}
         elif self.estimator == "kde":
             grids = fs.kde_grids(sc, self.bandwidth)
-            counts = fs.count(view, names, {c: gr.edges for c, gr in grids.items()}, backend,
-                              self.per_layer)
-            for i, c in enumerate(curves):
-                out[i] = g.backend(backend).distance_matrix(fs.kde_pdfs(counts[c], grids[c]))
+            for c, counts in fs.count(view, names, {c: gr.edges for c, gr in grids.items()},
+                                      backend, self.per_layer):
+                out[curves.index(c)] = g.backend(backend).distance_matrix(
+                    fs.kde_pdfs(counts, grids[c]))
             attrs["kde"] = {c: {"h": grids[c].h, "grid": len(grids[c].edges) - 1} for c in curves}
         else:
             for i, c in enumerate(curves):

@@ -40,6 +40,8 @@ from dynlab.analyzers._params import Interval, param
 from dynlab.errors import DynlabWarning
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import xarray as xr
 
 #: |1 − L(every 2nd snapshot)/L(all)| above which L is reported as unreliable
@@ -91,17 +93,19 @@ class FisherVelocity(fs.DistributionParams):
                                  "excluded": excluded}
         if self.estimator == "histogram":
             edges = fs.edges_for(sc, self.bins, self.max_bins)
-            counts = fs.count(view, names, edges, backend, self.per_layer)
-            pdfs = {c: (g.probabilities(counts[c]), counts[c].shape[1]) for c in curves}
-            rate, length, dist, half, anchors = _density_curves(pdfs, sc, curves, t, self.adaptive)
+            counted = ((c, g.probabilities(n), n.shape[1])
+                       for c, n in fs.count(view, names, edges, backend, self.per_layer))
+            rate, length, dist, half, anchors = _density_curves(counted, sc, curves, t,
+                                                                self.adaptive)
             attrs["bins"] = {c: len(edges[c]) - 1 for c in curves}
             attrs["adaptive"] = anchors
         elif self.estimator == "kde":
             grids = fs.kde_grids(sc, self.bandwidth)
-            counts = fs.count(view, names, {c: gr.edges for c, gr in grids.items()}, backend,
-                              self.per_layer)
-            pdfs = {c: (fs.kde_pdfs(counts[c], grids[c]), grids[c].effective_bins) for c in curves}
-            rate, length, dist, half, anchors = _density_curves(pdfs, sc, curves, t, self.adaptive)
+            counted = ((c, fs.kde_pdfs(n, grids[c]), grids[c].effective_bins)
+                       for c, n in fs.count(view, names, {c: gr.edges for c, gr in grids.items()},
+                                            backend, self.per_layer))
+            rate, length, dist, half, anchors = _density_curves(counted, sc, curves, t,
+                                                                self.adaptive)
             attrs["kde"] = {c: {"h": grids[c].h, "grid": len(grids[c].edges) - 1} for c in curves}
             attrs["adaptive"] = anchors
         else:
@@ -116,26 +120,27 @@ class FisherVelocity(fs.DistributionParams):
         )
 
 
-def _density_curves(pdfs: dict[str, tuple[np.ndarray, int]], sc: fs.Scan, curves: list[str],
-                    t: np.ndarray, adaptive: float):
+def _density_curves(counted: Iterable[tuple[str, np.ndarray, int]], sc: fs.Scan,
+                    curves: list[str], t: np.ndarray, adaptive: float):
     """Per curve, from its densities on a fixed grid (T, B) and their number of independent
-    pieces B (bins; for the kde the range over 2h): Γ, L and D on every checkpoint, L over every
-    2nd checkpoint, and the adaptive step's threshold and anchor count. θ = max(adaptive,
-    3·√(2(B−1)/P)): a step must exceed three two-sample noise floors (docs/fisher-accuracy.md)."""
+    pieces B (bins; for the kde the range over 2h), ``(curve, densities, B)`` in any order, each
+    reduced before the next is taken (so only one curve's densities are held): Γ, L and D on
+    every checkpoint, L over every 2nd checkpoint, and the adaptive step's threshold and anchor
+    count; rows in the order of ``curves``. θ = max(adaptive, 3·√(2(B−1)/P)): a step must exceed
+    three two-sample noise floors (docs/fisher-accuracy.md)."""
     from dynlab.kernels import fisher as g
 
-    rate, length, dist, half, anchors = [], [], [], [], {}
-    for c in curves:
-        p, n_bins = pdfs[c]
+    done: dict[str, tuple] = {}
+    for c, p, n_bins in counted:
         n_values = max(int(sc.size[c]), 1)
         theta = max(adaptive, 3 * np.sqrt(2 * (n_bins - 1) / n_values)) if adaptive > 0 else 0.0
         curve, kept = g.adaptive_length(p, t, theta)
-        rate.append(np.diff(curve) / np.diff(t))
-        length.append(curve)
-        dist.append(g.distance_from_initial(p))
-        half.append(g.adaptive_length(p[::2], t[::2], theta)[0][-1])
-        anchors[c] = {"theta": float(theta), "anchors": len(kept)}
-    return np.array(rate), np.array(length), np.array(dist), np.array(half), anchors
+        done[c] = (np.diff(curve) / np.diff(t), curve, g.distance_from_initial(p),
+                   g.adaptive_length(p[::2], t[::2], theta)[0][-1],
+                   {"theta": float(theta), "anchors": len(kept)})
+    rate, length, dist, half, anchors = zip(*(done[c] for c in curves), strict=True)
+    return (np.array(rate), np.array(length), np.array(dist), np.array(half),
+            dict(zip(curves, anchors, strict=True)))
 
 
 def _gaussian_curves(sc: fs.Scan, curves: list[str], t: np.ndarray):

@@ -72,6 +72,23 @@ def guard_band(edges: np.ndarray) -> float:
     return band if np.isfinite(band) and band < 0.25 else 0.5  # 0.5: never take the shortcut
 
 
+def guard_band32(edges: np.ndarray, band: float) -> float:
+    """The guard band for guesses computed in float32 (float32 values only): ``band`` widened by
+    a bound on how far float32's f = (x − ê_0)·ŝ, ê_0 and ŝ the float32 roundings of e_0 and
+    B/(e_B − e_0), may lie from float64's f, where ``band`` holds. Four roundings of relative
+    size ≤ 2⁻²⁴ — of e_0 (absolute |e_0|·s·2⁻²⁴ in f), the difference, the scale and the product
+    (each ≤ B·2⁻²⁴ where a guess is taken, 0 < f < B − 1) — bounded with a factor 4 to spare:
+    2⁻²² (|e_0|·s + B + 1). 0.5 (never use the float32 guesses) when that leaves less than half
+    of every bin certain: a range far from 0 for its width, or more than ~2²¹ bins."""
+    nbins = len(edges) - 1
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        lo = float(edges[0])
+        scale = nbins / (float(edges[-1]) - lo)
+        widened = band + 2.0 ** -22 * (abs(lo) * scale + nbins + 1)
+        representable = abs(lo) < 1e38 and scale < 1e38  # finite in float32
+    return widened if representable and np.isfinite(widened) and widened < 0.25 else 0.5
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _grid(edges):  # pragma: no cover (jit)
     """(e_0, B/(e_B − e_0), B − 1): the uniform grid of ``edges`` the guesses use."""
@@ -97,6 +114,59 @@ def _guesses(values, uniform, lo, scale, top, band, idx):  # pragma: no cover (j
         j = np.int64(f)
         r = f - j
         idx[i] = j if inside & (r > band) & (r < high) else -1
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _guesses32(values, lo, scale, top, band, idx):  # pragma: no cover (jit)
+    """:func:`_guesses` in float32 arithmetic on float32 ``values`` into int32 ``idx`` (twice the
+    lanes of float64, and float32 → int32 conversion vectorises where float64 → int64 does not
+    without AVX-512): ``lo``, ``scale``, ``top`` are float32 and ``band`` is
+    :func:`guard_band32`, which covers the float32 rounding."""
+    high = np.float32(1.0) - band
+    zero = np.float32(0.0)
+    for i in range(values.shape[0]):
+        f = (values[i] - lo) * scale
+        inside = (f > zero) & (f < top)  # False for NaN and ±inf too
+        f = f if inside else zero
+        j = np.int32(f)
+        r = f - np.float32(j)
+        idx[i] = j if inside & (r > band) & (r < high) else np.int32(-1)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _grid32(edges, band32):  # pragma: no cover (jit)
+    """:func:`_grid` rounded to float32, and the float32 guard band."""
+    lo, scale, top = _grid(edges)
+    return np.float32(lo), np.float32(scale), np.float32(top), np.float32(band32)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _increment(batch, idx, counts, edges, uniform, lo, scale):  # pragma: no cover (jit)
+    """counts[bin of each value] += 1: the guess where there is one, else :func:`_exact`."""
+    for i in range(batch.shape[0]):
+        k = np.int64(idx[i])
+        if k < 0:
+            k = _exact(np.float64(batch[i]), edges, uniform, lo, scale)
+            if k < 0:  # NaN
+                continue
+        counts[np.uint64(k)] += 1  # unsigned: no negative-index wraparound
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _increment_pair(batch, idx_a, counts_a, edges_a, uniform_a, lo_a, scale_a,
+                    idx_b, counts_b, edges_b, uniform_b, lo_b, scale_b):  # pragma: no cover (jit)
+    """:func:`_increment` on two sets of edges in one loop (a NaN is in neither)."""
+    for i in range(batch.shape[0]):
+        k = np.int64(idx_a[i])
+        if k < 0:
+            k = _exact(np.float64(batch[i]), edges_a, uniform_a, lo_a, scale_a)
+            if k < 0:  # NaN: in neither
+                continue
+        counts_a[np.uint64(k)] += 1
+        k = np.int64(idx_b[i])
+        if k < 0:
+            k = _exact(np.float64(batch[i]), edges_b, uniform_b, lo_b, scale_b)
+        counts_b[np.uint64(k)] += 1
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -131,29 +201,31 @@ def _exact(x, edges, uniform, lo, scale):  # pragma: no cover (jit)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _count(flat, item_start, item_stop, row_items, edges, uniform, band, out):  # pragma: no cover
+def _count(flat, item_start, item_stop, row_items, edges, uniform, band, narrow, band32,
+           out):  # pragma: no cover (jit)
     """Counts of each row on ``edges`` into ``out`` (rows laid end to end in ``flat``, split into
     items; see the module docstring). Each batch of an item is binned in two loops: the
-    vectorised first guesses (:func:`_guesses`), then the increments, with :func:`_exact` for
-    the values a guess left open. (One loop doing both waits on the increments: the next load of
-    a count cannot start before the previous increment's address is known.)"""
+    vectorised first guesses (:func:`_guesses`; float32 values with ``narrow``:
+    :func:`_guesses32`), then the increments, with :func:`_exact` for the values a guess left
+    open. (One loop doing both waits on the increments: the next load of a count cannot start
+    before the previous increment's address is known.)"""
     nbins = edges.shape[0] - 1
     n_items = item_start.shape[0]
     partial = np.zeros((n_items, nbins), dtype=np.int64)
     lo, scale, top = _grid(edges)
+    lo32, scale32, top32, b32 = _grid32(edges, band32)
     for it in numba.prange(n_items):
         counts = partial[it]
         idx = np.empty(_BATCH, dtype=np.int64)
+        idx32 = np.empty(_BATCH, dtype=np.int32)
         for a in range(item_start[it], item_stop[it], _BATCH):
             batch = flat[a:min(a + _BATCH, item_stop[it])]
-            _guesses(batch, uniform, lo, scale, top, band, idx)
-            for i in range(batch.shape[0]):
-                k = idx[i]
-                if k < 0:
-                    k = _exact(np.float64(batch[i]), edges, uniform, lo, scale)
-                    if k < 0:  # NaN
-                        continue
-                counts[np.uint64(k)] += 1  # unsigned: no negative-index wraparound
+            if narrow:
+                _guesses32(batch, lo32, scale32, top32, b32, idx32)
+                _increment(batch, idx32, counts, edges, uniform, lo, scale)
+            else:
+                _guesses(batch, uniform, lo, scale, top, band, idx)
+                _increment(batch, idx, counts, edges, uniform, lo, scale)
     for t in numba.prange(out.shape[0]):
         for it in range(row_items[t], row_items[t + 1]):
             for b in range(nbins):
@@ -161,8 +233,9 @@ def _count(flat, item_start, item_stop, row_items, edges, uniform, band, out):  
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _count_pair(flat, item_start, item_stop, row_items, edges_a, uniform_a, band_a, out_a,
-                edges_b, uniform_b, band_b, out_b):  # pragma: no cover (jit)
+def _count_pair(flat, item_start, item_stop, row_items, narrow,
+                edges_a, uniform_a, band_a, band32_a, out_a,
+                edges_b, uniform_b, band_b, band32_b, out_b):  # pragma: no cover (jit)
     """:func:`_count` on two sets of edges at once: each batch is read from memory once, binned
     on both (the values are in cache for the second), and both counts are incremented in one loop."""
     nbins_a = edges_a.shape[0] - 1
@@ -172,26 +245,27 @@ def _count_pair(flat, item_start, item_stop, row_items, edges_a, uniform_a, band
     partial_b = np.zeros((n_items, nbins_b), dtype=np.int64)
     lo_a, scale_a, top_a = _grid(edges_a)
     lo_b, scale_b, top_b = _grid(edges_b)
+    lo32_a, scale32_a, top32_a, b32_a = _grid32(edges_a, band32_a)
+    lo32_b, scale32_b, top32_b, b32_b = _grid32(edges_b, band32_b)
     for it in numba.prange(n_items):
         counts_a = partial_a[it]
         counts_b = partial_b[it]
         idx_a = np.empty(_BATCH, dtype=np.int64)
         idx_b = np.empty(_BATCH, dtype=np.int64)
+        idx32_a = np.empty(_BATCH, dtype=np.int32)
+        idx32_b = np.empty(_BATCH, dtype=np.int32)
         for a in range(item_start[it], item_stop[it], _BATCH):
             batch = flat[a:min(a + _BATCH, item_stop[it])]
-            _guesses(batch, uniform_a, lo_a, scale_a, top_a, band_a, idx_a)
-            _guesses(batch, uniform_b, lo_b, scale_b, top_b, band_b, idx_b)
-            for i in range(batch.shape[0]):
-                k = idx_a[i]
-                if k < 0:
-                    k = _exact(np.float64(batch[i]), edges_a, uniform_a, lo_a, scale_a)
-                    if k < 0:  # NaN: in neither
-                        continue
-                counts_a[np.uint64(k)] += 1
-                k = idx_b[i]
-                if k < 0:
-                    k = _exact(np.float64(batch[i]), edges_b, uniform_b, lo_b, scale_b)
-                counts_b[np.uint64(k)] += 1
+            if narrow:
+                _guesses32(batch, lo32_a, scale32_a, top32_a, b32_a, idx32_a)
+                _guesses32(batch, lo32_b, scale32_b, top32_b, b32_b, idx32_b)
+                _increment_pair(batch, idx32_a, counts_a, edges_a, uniform_a, lo_a, scale_a,
+                                idx32_b, counts_b, edges_b, uniform_b, lo_b, scale_b)
+            else:
+                _guesses(batch, uniform_a, lo_a, scale_a, top_a, band_a, idx_a)
+                _guesses(batch, uniform_b, lo_b, scale_b, top_b, band_b, idx_b)
+                _increment_pair(batch, idx_a, counts_a, edges_a, uniform_a, lo_a, scale_a,
+                                idx_b, counts_b, edges_b, uniform_b, lo_b, scale_b)
     for t in numba.prange(out_a.shape[0]):
         for it in range(row_items[t], row_items[t + 1]):
             for b in range(nbins_a):
@@ -221,10 +295,18 @@ def _flat(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values).reshape(-1)
 
 
+def _bands(flat: np.ndarray, edges: np.ndarray) -> tuple[bool, float, float]:
+    """(uniform, the float64 guard band, the float32 one) of ``edges`` (0.5: no guesses)."""
+    uniform = is_uniform(edges)
+    band = guard_band(edges) if uniform else 0.5
+    band32 = guard_band32(edges, band) if uniform and flat.dtype == np.float32 else 0.5
+    return uniform, band, band32
+
+
 def _count_rows(flat: np.ndarray, lengths: np.ndarray, edges: np.ndarray, out: np.ndarray) -> None:
     start, stop, row_items = _items(np.asarray(lengths, dtype=np.int64))
-    uniform = is_uniform(edges)
-    _count(flat, start, stop, row_items, edges, uniform, guard_band(edges) if uniform else 0.5, out)
+    uniform, band, band32 = _bands(flat, edges)
+    _count(flat, start, stop, row_items, edges, uniform, band, band32 < 0.5, band32, out)
 
 
 def histogram_counts(samples: np.ndarray | Sequence[np.ndarray], edges: np.ndarray) -> np.ndarray:
@@ -241,10 +323,12 @@ def histogram_counts(samples: np.ndarray | Sequence[np.ndarray], edges: np.ndarr
 def _count_rows_pair(flat: np.ndarray, lengths: np.ndarray, edges_a: np.ndarray, out_a: np.ndarray,
                      edges_b: np.ndarray, out_b: np.ndarray) -> None:
     start, stop, row_items = _items(np.asarray(lengths, dtype=np.int64))
-    uniform_a, uniform_b = is_uniform(edges_a), is_uniform(edges_b)
-    _count_pair(flat, start, stop, row_items,
-                edges_a, uniform_a, guard_band(edges_a) if uniform_a else 0.5, out_a,
-                edges_b, uniform_b, guard_band(edges_b) if uniform_b else 0.5, out_b)
+    uniform_a, band_a, band32_a = _bands(flat, edges_a)
+    uniform_b, band_b, band32_b = _bands(flat, edges_b)
+    narrow = band32_a < 0.5 and band32_b < 0.5  # float32 guesses on both, or on neither
+    _count_pair(flat, start, stop, row_items, narrow,
+                edges_a, uniform_a, band_a, band32_a, out_a,
+                edges_b, uniform_b, band_b, band32_b, out_b)
 
 
 def histogram_counts_pair(samples: np.ndarray | Sequence[np.ndarray], edges_a: np.ndarray,
