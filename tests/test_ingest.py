@@ -65,6 +65,31 @@ def test_reingest_is_a_noop_and_new_steps_append(tmp_path, store_path, rng):
     _assert_run_equals(store_path, "r", states)
 
 
+@pytest.mark.parametrize("change", ["shape", "missing", "added"])
+def test_a_refused_replace_leaves_the_step_as_it_was(tmp_path, store_path, rng, change):
+    """--replace with a checkpoint that does not fit the run (its last tensor's shape, a tensor
+    missing, one added): a one-line error naming the file, and the step keeps every tensor,
+    hash and statistic it had (the new tensors go to the uncommitted slot first)."""
+    states = _npz_run(tmp_path / "r", rng, steps=(0, 1))
+    dynlab.ingest(tmp_path / "r", store_path)
+    before = dynlab.open_store(store_path).run("r")
+    hashes, stats = before.hashes.copy(), before.stats.copy()
+    bad = mlp_state(rng)  # layers.0.* differ from step 1's: they would be overwritten first
+    if change == "shape":
+        bad["layers.1.bias"] = np.zeros(5, dtype=np.float32)
+    elif change == "missing":
+        del bad["layers.1.bias"]
+    else:
+        bad["extra"] = np.zeros(3, dtype=np.float32)
+    np.savez(tmp_path / "r" / "ckpt_1.npz", **bad)
+    with pytest.raises(CheckpointError, match=r"ckpt_1.npz: .*(shape|missing|not in run)"):
+        dynlab.ingest(tmp_path / "r", store_path, replace=True)
+    after = dynlab.open_store(store_path).run("r")
+    _assert_run_equals(store_path, "r", states)
+    np.testing.assert_array_equal(after.hashes, hashes)
+    np.testing.assert_array_equal(after.stats, stats)
+
+
 def test_changed_step_needs_replace(tmp_path, store_path, rng):
     _npz_run(tmp_path / "r", rng, steps=(0, 1))
     dynlab.ingest(tmp_path / "r", store_path)

@@ -110,13 +110,39 @@ def test_an_append_interrupted_before_its_commit(store_path, rng, two_steps, mon
     assert again.activation_layers == ["fc"]
 
 
-def test_a_replace_interrupted_in_its_tensors_leaves_the_step_without_probe_rows(
+def test_a_replace_interrupted_while_staging_leaves_the_step_as_it_was(
         store_path, rng, two_steps, monkeypatch):
-    """The probe rows belong to the old weights: once any tensor may have changed they are gone."""
+    """The new tensors go to the uncommitted slot first: a crash there leaves the step, its
+    hashes and its probe rows untouched."""
     run = two_steps
+    before = reopen(store_path)
     crash_on_write(monkeypatch, run, f"{L.PARAMS}/fc.bias", nonzero=False)
+    with pytest.raises(Crash):
+        run.replace(1, weights(7))
+    back = reopen(store_path)
+    np.testing.assert_array_equal(back.read("fc.weight"), before.read("fc.weight"))
+    np.testing.assert_array_equal(back.hashes, before.hashes)
+    assert back.prediction_hashes.tolist() == before.prediction_hashes.tolist()
+    np.testing.assert_array_equal(back.activation_hashes, before.activation_hashes)
+
+
+def test_a_replace_interrupted_in_its_copy_leaves_the_step_without_probe_rows(
+        store_path, rng, two_steps, monkeypatch):
+    """The probe rows belong to the old weights: once any tensor of the step may have changed
+    (the copy from the slot over the step) they are gone."""
+    run = two_steps
+    original = run._write_row
+
+    def write(k, row, value, **kw):
+        if k == f"{L.PARAMS}/fc.bias" and row == 1:
+            raise Crash(k)
+        return original(k, row, value, **kw)
+
+    monkeypatch.setattr(run, "_write_row", write)
     with pytest.raises(Crash):
         run.replace(1, weights(7))
     back = reopen(store_path)
     assert back.prediction_hashes.tolist()[1] == 0 and back.activation_hashes[1, 0] == 0
     assert back.prediction_hashes.tolist()[0] != 0 and back.activation_hashes[0, 0] != 0
+
+

@@ -304,20 +304,30 @@ class Run(ProbeData):
     def replace(self, step: int, tensors: Tensors, metrics: Mapping[str, float] | None = None,
                 *, source: Mapping[str, Any] | None = None, predictions: Any = None,
                 activations: Mapping[str, Any] | None = None) -> None:
-        """Overwrite the checkpoint at an existing ``step`` in place.
+        """Overwrite the checkpoint at an existing ``step``.
 
-        Not atomic: an interrupted replace can leave that one step with mixed content (its stored
-        hashes then disagree with its data). Other steps are never touched. The step's stored
-        probe predictions and activations belong to the old weights: they are dropped, or replaced
-        by ``predictions`` and ``activations``.
+        ``tensors`` is streamed into the run's uncommitted slot first (where the next append would
+        go; readers never see it) and checked whole there, so a checkpoint that does not fit the
+        run (a shape, a tensor missing or added) is refused with the step untouched. Only then is
+        it copied over the step, tensor by tensor. That copy is not atomic: a crash in it can
+        leave the one step with mixed content (its stored hashes then disagree with its data).
+        Other steps are never touched. The step's stored probe predictions and activations
+        belong to the old weights: they are dropped, or replaced by ``predictions`` and
+        ``activations``.
         """
         with self.writing():
             (row,) = np.atleast_1d(np.arange(len(self._steps))[self.rows([step])])
             probe, acts = self._checked_probe(int(step), predictions, activations)
-            self._set_probe_row(int(row), None)  # stale from here on, even if the replace dies
+            staging = len(self._steps)
+            with self._rows_written():
+                hashes, stats, nonfinite = self._write_tensors(staging, tensors, first=False)
+            self._set_probe_row(int(row), None)  # stale from here on, even if the copy dies
             self._drop_activation_rows(int(row))
             with self._rows_written():
-                hashes, stats, nonfinite = self._write_tensors(int(row), tensors, first=False)
+                for t in self._tensors:
+                    key = f"{L.PARAMS}/{t.name}"
+                    self._write_row(key, int(row), np.asarray(self._array(key)[staging]),
+                                    create=False)
                 self._write_row_extras(int(row), hashes, stats, metrics)
             if probe is not None:
                 self._set_probe_row(int(row), probe)
