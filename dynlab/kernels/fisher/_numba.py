@@ -7,7 +7,8 @@ huge snapshot and many small ones both use every thread, and the result does not
 number of threads.
 
 Histograms bin an item ``_BATCH`` values at a time in two loops: first guesses for the whole batch
-(branch-free, vectorised), then the increments. A single loop that computes a bin and increments
+(branch-free, vectorised; for float32 values in float32 arithmetic where :func:`guard_band32`
+allows it, twice the lanes), then the increments. A single loop that computes a bin and increments
 it at once is 2–2.5 × slower here: the CPU cannot start the next value's load-add-store before the
 previous increment's address is known, since two increments may hit the same count.
 ``histogram_counts_pair`` bins one batch on two sets of edges (the per-layer and the pooled
