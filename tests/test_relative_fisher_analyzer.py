@@ -202,6 +202,25 @@ def test_without_probe_layers_the_torch_names_and_the_output_parameter():
     assert only["layer"].values.tolist() == ["fc2"] and only.attrs["excluded"] == {"fc1": "not in layers="}
 
 
+def test_activations_of_a_layer_probe_layers_no_longer_describes_are_left_out():
+    """A run whose probe_layers describe fc1 and fc2 but which also holds activations of 'old'
+    (an earlier probe of another model): 'old' is excluded with the reason, the others are
+    analysed as without it; asked for by name (layers=) it is still an error."""
+    rng = np.random.default_rng(9)
+    run = mlp_run(rng)
+    acts = {k: run.read_activations(k) for k in ("fc1", "fc2")}
+    tensors = {t.name: run.read(t.name) for t in run.tensors}
+    stale = MemoryRun("stale", STEPS, tensors, activations={**acts, "old": acts["fc1"]},
+                      probe_layers=run.probe_layers)
+    ds = RelativeFisher().compute(stale)
+    assert ds["layer"].values.tolist() == ["fc1", "fc2"]
+    assert ds.attrs["excluded"] == {"old": "not in probe_layers (an earlier probe's layer?)"}
+    np.testing.assert_allclose(ds["speed"].values, RelativeFisher().compute(run)["speed"].values,
+                               rtol=1e-14)
+    with pytest.raises(AnalyzerInputError, match="of layer 'old'"):
+        RelativeFisher(layers="old").compute(stale)
+
+
 def test_refusals_are_one_line_errors():
     rng = np.random.default_rng(8)
     run = mlp_run(rng)

@@ -127,6 +127,12 @@ class RelativeFisher(Analyzer):
         described = dict(getattr(view, "probe_layers", None) or {})
         excluded = {name: "no activations stored" for name in described if name not in known}
         names = known
+        if described and self.output == "auto" and not self.layers.strip():
+            # activations of a layer the probe no longer describes (left by an earlier probe of
+            # another model): its output model is unknown, so it is left out, not an error
+            stale = [n for n in known if n not in described]
+            excluded.update(dict.fromkeys(stale, "not in probe_layers (an earlier probe's layer?)"))
+            names = [n for n in known if n in described]
         if self.layers.strip():
             wanted = list(dict.fromkeys(n.strip() for n in self.layers.split(",") if n.strip()))
             unknown = [n for n in wanted if n not in known]
